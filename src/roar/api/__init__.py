@@ -1,0 +1,1 @@
+"""HTTP: the modern API, the legacy /roar/api contract and the operations endpoints."""

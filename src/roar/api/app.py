@@ -1,0 +1,83 @@
+"""The ASGI application: routers, error handlers, middleware and lifecycle in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from roar import __version__, metrics
+from roar.api.middleware import RequestMiddleware
+from roar.api.problems import install_handlers
+from roar.api.routes import agents, legacy, ops
+from roar.cache import AgentsCache
+from roar.config import Settings
+from roar.db import agents as crud
+from roar.db.engine import create_engine, describe
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("roar")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """A ROAR application for ``settings``; the database is opened by its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.resolved_database_url
+        engine = create_engine(url, pool_size=settings.db_pool_size, timeout=settings.db_timeout)
+
+        async def load() -> Sequence[dict[str, Any]]:
+            async with engine.connect() as conn:
+                return [dict(row._mapping) for row in await crud.all_agents(conn)]
+
+        app.state.engine = engine
+        app.state.cache = AgentsCache(load, settings.cache_ttl)
+        app.state.database_name = describe(url)
+        metrics.DB_POOL_SIZE.set(settings.db_pool_size)
+        metrics.set_build_info(
+            version=__version__,
+            status_version=settings.status_version,
+            flavor=settings.flavor.value,
+            commit=settings.build_commit or "unknown",
+        )
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="ROAR: Registry of Animal Responders",
+        version=__version__,
+        description=(
+            "The modern agents API under /api/v1, the original workshop API under /roar/api "
+            "(kept byte-for-byte), and operations endpoints."
+        ),
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.draining = False
+    app.state.database_name = describe(settings.resolved_database_url)
+    install_handlers(app)
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    for router in (ops.router, legacy.router, agents.router):
+        app.include_router(router)
+    _include_web(app)
+    return app
+
+
+def _include_web(app: FastAPI) -> None:
+    """The web page's routes (roar.web), when the page is part of this build."""
+    try:
+        from roar.web.routes import router as web_router
+    except ImportError:
+        log.debug("roar.web.routes not present; serving the APIs only")
+        return
+    app.include_router(web_router)

@@ -1,0 +1,98 @@
+"""One pure-ASGI middleware for every request: request id, body limit, metrics, access log.
+
+Pure ASGI (not BaseHTTPMiddleware) because it sits on the hot path of every request."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from roar import metrics
+from roar.api.problems import BodyTooLarge
+from roar.logs import access_logger
+
+__all__ = ["RequestMiddleware"]
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        received = 0
+
+        async def receive_capped() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                raise BodyTooLarge(f"The request body is over the limit of {self.max_body} bytes")
+            return message
+
+        metrics.IN_FLIGHT.inc()
+        try:
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body:
+                await _reject_too_large(send_with_id, self.max_body)
+            else:
+                await self.app(scope, receive_capped, send_with_id)
+        finally:
+            metrics.IN_FLIGHT.dec()
+            elapsed = time.perf_counter() - started
+            route: Any = scope.get("route")
+            # The route template, never the raw path: label values must stay few.
+            template = getattr(route, "path", None) or "<unmatched>"
+            method = scope["method"]
+            metrics.REQUESTS.labels(method, template, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(method, template).observe(elapsed)
+            access_logger.info(
+                "%s %s %s",
+                method,
+                scope["path"],
+                status,
+                extra={
+                    "request_id": request_id,
+                    "method": method,
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+
+
+async def _reject_too_large(send: Send, limit: int) -> None:
+    body = f"Error: the request body is over the limit of {limit} bytes.".encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,239 @@
+"""The modern agents resource: /api/v1/agents."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from roar.api.deps import CacheDep, EngineDep, WriteAccess, read_json_body
+from roar.api.problems import ApiError, describe_errors, field_errors
+from roar.api.schemas import FIELD_COLUMNS, AgentCreate, AgentPatch, AgentPublic, AgentsPage
+from roar.db import agents as crud
+
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+
+_PATCH_RETRIES = 3
+IfMatch = Annotated[
+    str | None,
+    Header(description='The ETag last read (e.g. "3"); the write fails with 412 if it changed'),
+]
+
+
+def _etag(agent: AgentPublic) -> str:
+    return f'"{agent.version}"'
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    """The row version an If-Match header asks for; None means unconditional."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise ApiError(412, f"If-Match {if_match!r} matches no version of this agent")
+    return int(tag)
+
+
+def _parse_sort(sort: str) -> list[tuple[str, bool]]:
+    keys = []
+    for part in filter(None, (p.strip() for p in sort.split(","))):
+        field = part.lstrip("-+")
+        if field not in crud.SORTABLE:
+            allowed = ", ".join(crud.SORTABLE)
+            raise ApiError(
+                422,
+                f"Cannot sort by {field!r}; use one of: {allowed}",
+                errors=[("sort", f"{field!r} is not a sortable field ({allowed})")],
+            )
+        keys.append((field, part.startswith("-")))
+    return keys or [("id", False)]
+
+
+def _validate(model: type[AgentCreate] | type[AgentPatch], body: object) -> AgentCreate:
+    try:
+        return model.model_validate(body)  # type: ignore[return-value]
+    except ValidationError as exc:
+        errors = field_errors(exc.errors())
+        raise ApiError(422, f"Invalid agent: {describe_errors(errors)}", errors=errors) from None
+
+
+def _answer(agent: AgentPublic, status: int = 200, **headers: str) -> Response:
+    return Response(
+        agent.model_dump_json(),
+        status,
+        {"ETag": _etag(agent), **headers},
+        media_type="application/json",
+    )
+
+
+def _not_found(agent_id: int) -> ApiError:
+    return ApiError(404, f"There is no agent with id {agent_id}")
+
+
+def _stale(agent_id: int) -> ApiError:
+    return ApiError(
+        412, f"Agent {agent_id} changed since the version you sent in If-Match; read it again"
+    )
+
+
+@router.get("", response_model=AgentsPage, summary="List agents, filtered, sorted and paged")
+async def list_agents(
+    engine: EngineDep,
+    species: Annotated[str | None, Query(description="Exact species, any case")] = None,
+    name: Annotated[str | None, Query(description="Part of the name, any case")] = None,
+    sort: Annotated[
+        str, Query(description="Fields to sort by, comma-separated; '-' for descending")
+    ] = "id",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AgentsPage:
+    order = _parse_sort(sort)
+    async with engine.connect() as conn:
+        rows, total = await crud.list_agents(
+            conn, species=species, name_contains=name, sort=order, limit=limit, offset=offset
+        )
+    items = [AgentPublic.from_row(r) for r in rows]
+    return AgentsPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{agent_id}", response_model=AgentPublic, summary="One agent, with its ETag")
+async def get_agent(engine: EngineDep, agent_id: int) -> Response:
+    async with engine.connect() as conn:
+        try:
+            row = await crud.get_agent(conn, agent_id=agent_id)
+        except crud.NotFound:
+            raise _not_found(agent_id) from None
+    return _answer(AgentPublic.from_row(row))
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=AgentPublic,
+    dependencies=[WriteAccess],
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/AgentCreate"}}
+            },
+            "required": True,
+        }
+    },
+    summary="Add an agent",
+)
+async def create_agent(request: Request, engine: EngineDep, cache: CacheDep) -> Response:
+    agent = _validate(AgentCreate, await read_json_body(request))
+    async with engine.begin() as conn:
+        row = await crud.create_agent(conn, values=agent.to_row())
+    cache.invalidate()
+    created = AgentPublic.from_row(row)
+    return _answer(created, 201, Location=f"{request.url.path.rstrip('/')}/{created.id}")
+
+
+@router.put(
+    "/{agent_id}",
+    response_model=AgentPublic,
+    dependencies=[WriteAccess],
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/AgentCreate"}}
+            },
+            "required": True,
+        }
+    },
+    summary="Replace an agent (conditional with If-Match)",
+)
+async def replace_agent(
+    request: Request, engine: EngineDep, cache: CacheDep, agent_id: int, if_match: IfMatch = None
+) -> Response:
+    expected = _expected_version(if_match)
+    agent = _validate(AgentCreate, await read_json_body(request))
+    async with engine.begin() as conn:
+        try:
+            row = await crud.update_agent(
+                conn, agent_id=agent_id, values=agent.to_row(), expected_version=expected
+            )
+        except crud.NotFound:
+            raise _not_found(agent_id) from None
+        except crud.VersionMismatch:
+            raise _stale(agent_id) from None
+    cache.invalidate()
+    return _answer(AgentPublic.from_row(row))
+
+
+@router.patch(
+    "/{agent_id}",
+    response_model=AgentPublic,
+    dependencies=[WriteAccess],
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/merge-patch+json": {
+                    "schema": {"$ref": "#/components/schemas/AgentPatch"}
+                },
+                "application/json": {"schema": {"$ref": "#/components/schemas/AgentPatch"}},
+            },
+            "required": True,
+        }
+    },
+    summary="Change some fields of an agent (JSON merge patch; conditional with If-Match)",
+)
+async def patch_agent(
+    request: Request, engine: EngineDep, cache: CacheDep, agent_id: int, if_match: IfMatch = None
+) -> Response:
+    expected = _expected_version(if_match)
+    body = await read_json_body(request)
+    patch = _validate(AgentPatch, body)
+    changes = patch.model_dump(exclude_unset=True)
+    for attempt in range(_PATCH_RETRIES):
+        async with engine.begin() as conn:
+            try:
+                current = AgentPublic.from_row(await crud.get_agent(conn, agent_id=agent_id))
+            except crud.NotFound:
+                raise _not_found(agent_id) from None
+            if expected is not None and current.version != expected:
+                raise _stale(agent_id)
+            merged = current.model_dump(include=set(FIELD_COLUMNS)) | changes
+            agent = _validate(AgentCreate, merged)
+            try:
+                row = await crud.update_agent(
+                    conn,
+                    agent_id=agent_id,
+                    values=agent.to_row(),
+                    expected_version=current.version,
+                )
+            except crud.NotFound:
+                raise _not_found(agent_id) from None
+            except crud.VersionMismatch:
+                # Changed between our read and write: the merge is stale. Without If-Match,
+                # merge again onto the new version; with it, the client must decide.
+                if expected is not None or attempt == _PATCH_RETRIES - 1:
+                    raise _stale(agent_id) from None
+                continue
+        cache.invalidate()
+        return _answer(AgentPublic.from_row(row))
+    raise _stale(agent_id)  # pragma: no cover - the loop always returns or raises
+
+
+@router.delete(
+    "/{agent_id}",
+    status_code=204,
+    dependencies=[WriteAccess],
+    summary="Delete an agent (conditional with If-Match)",
+)
+async def delete_agent(
+    engine: EngineDep, cache: CacheDep, agent_id: int, if_match: IfMatch = None
+) -> Response:
+    expected = _expected_version(if_match)
+    async with engine.begin() as conn:
+        try:
+            await crud.delete_agent(conn, agent_id=agent_id, expected_version=expected)
+        except crud.NotFound:
+            raise _not_found(agent_id) from None
+        except crud.VersionMismatch:
+            raise _stale(agent_id) from None
+    cache.invalidate()
+    return Response(status_code=204)

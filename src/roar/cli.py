@@ -1,0 +1,210 @@
+"""The ``roar`` command: serve, manage the database, and use the API from a shell.
+
+Every failure prints one line, ``roar: error: ...``, and exits non-zero (2 for bad usage, 1 for
+everything else), so scripts can trust the exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from roar import __version__
+from roar.config import ConfigError, Settings
+
+__all__ = ["main"]
+
+
+def _settings(**overrides: Any) -> tuple[Settings, dict[str, Any]]:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        settings = Settings(**given)
+        settings.resolved_database_url  # noqa: B018 - fail now on a bad database setting
+    except ConfigError:
+        raise
+    except ValueError as exc:  # pydantic's ValidationError names the variable
+        raise ConfigError(str(exc).replace("\n", " ")) from None
+    return settings, given
+
+
+def _run(coro_fn: Callable[..., Any], *args: Any) -> Any:
+    return asyncio.run(coro_fn(*args))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """ROAR, the Registry of Animal Responders."""
+
+
+@cli.command()
+def version() -> None:
+    """Print ROAR's version."""
+    click.echo(__version__)
+
+
+@cli.command()
+@click.option("--host", help="Address to bind (default 127.0.0.1; ROAR_HOST).")
+@click.option("--port", type=int, help="Port to bind (default 8080; ROAR_PORT).")
+@click.option("--workers", type=int, help="Worker processes (default 1; ROAR_WORKERS).")
+@click.option("--database-url", help="SQLAlchemy URL (ROAR_DATABASE_URL); default: embedded.")
+@click.option(
+    "--migrate/--no-migrate",
+    default=None,
+    help="Migrate and seed before serving (default: only for the embedded database).",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    database_url: str | None,
+    migrate: bool | None,
+) -> None:
+    """Run the web service."""
+    from roar import server
+    from roar.db.engine import describe
+    from roar.logs import configure_logging
+
+    settings, overrides = _settings(
+        host=host, port=port, workers=workers, database_url=database_url
+    )
+    configure_logging(fmt=settings.log_format.value, level=settings.log_level)
+    if migrate if migrate is not None else settings.is_embedded:
+        _run(_prepare, settings)
+    if settings.token is None:
+        click.echo(
+            "roar: warning: ROAR_API_TOKEN is not set; anyone who can reach this server can "
+            "change the registry",
+            err=True,
+        )
+    shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
+    click.echo(
+        f"ROAR {__version__} ({settings.flavor.value}) on http://{shown}:{settings.port}/roar/ "
+        f"- database {describe(settings.resolved_database_url)}",
+        err=True,
+    )
+    sys.exit(server.serve(settings, overrides))
+
+
+async def _prepare(settings: Settings) -> None:
+    from roar.db import migrate
+    from roar.db.engine import create_engine
+
+    engine = create_engine(settings.resolved_database_url, timeout=settings.db_timeout)
+    try:
+        await migrate.upgrade(engine)
+        await migrate.seed(engine)
+    finally:
+        await engine.dispose()
+
+
+# Database --------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Migrate, seed, reset the database, or print its SQL."""
+
+
+def _with_engine(action: Callable[[Any], Any]) -> Any:
+    from roar.db.engine import create_engine
+
+    settings, _ = _settings()
+
+    async def run() -> Any:
+        engine = create_engine(settings.resolved_database_url, timeout=settings.db_timeout)
+        try:
+            return await action(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@db.command()
+@click.option("--seed", "also_seed", is_flag=True, help="Then seed, if the table is empty.")
+def upgrade(also_seed: bool) -> None:
+    """Migrate the database to the newest schema (safe to run on every rollout)."""
+    from roar.db import migrate
+
+    async def action(engine: Any) -> None:
+        await migrate.upgrade(engine)
+        if also_seed:
+            count = await migrate.seed(engine)
+            click.echo(f"seeded {count} agents" if count else "agents present; not seeded")
+
+    _with_engine(action)
+    click.echo("database is at the newest revision")
+
+
+@db.command()
+def seed() -> None:
+    """Insert the five seed agents if the table is empty."""
+    from roar.db import migrate
+
+    count = _with_engine(migrate.seed)
+    click.echo(f"seeded {count} agents" if count else "agents present; not seeded")
+
+
+@db.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-seed", is_flag=True, help="Leave the table empty.")
+def reset(yes: bool, no_seed: bool) -> None:
+    """Wipe every agent and start again from the seed rows."""
+    from roar.db import migrate
+
+    settings, _ = _settings()
+    from roar.db.engine import describe
+
+    target = describe(settings.resolved_database_url)
+    if not yes and not click.confirm(f"Wipe every agent in {target}?", default=False):
+        raise click.ClickException("nothing changed")
+
+    async def action(engine: Any) -> None:
+        await migrate.downgrade_to_base(engine)
+        await migrate.upgrade(engine)
+        if not no_seed:
+            await migrate.seed(engine)
+
+    _with_engine(action)
+    click.echo(f"reset {target}")
+
+
+@db.command()
+def sql() -> None:
+    """Print the MySQL/MariaDB DDL and seed SQL (the db image runs it)."""
+    from roar.db import migrate
+
+    click.echo(migrate.mysql_init_sql(), nl=False)
+
+
+# API client ------------------------------------------------------------------------------
+
+from roar.client_cli import agents  # noqa: E402  (the group lives beside its HTTP client)
+
+cli.add_command(agents)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("roar: error: aborted", err=True)
+        sys.exit(1)
+    except click.UsageError as exc:
+        click.echo(f"roar: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"roar: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"roar: error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # one line for scripts; no traceback for expected failures
+        from roar.errors import describe_failure
+
+        click.echo(f"roar: error: {describe_failure(exc)}", err=True)
+        sys.exit(1)

@@ -1,0 +1,185 @@
+"""Every setting ROAR reads, in one place.
+
+Nothing else in the package reads ``os.environ``. Settings come from ``ROAR_*`` variables; each
+secret can also come from a file (``ROAR_API_TOKEN_FILE``, ``ROAR_DATABASE_URL_FILE``,
+``MYSQL_PASSWORD_FILE``), as Kubernetes and Compose secrets are mounted.
+
+The database is chosen in this order:
+
+1. ``ROAR_DATABASE_URL`` (or ``ROAR_DATABASE_URL_FILE``);
+2. the legacy variables the workshop's manifests inject: Docker links
+   (``MYSQL_PORT_3306_TCP_ADDR``/``_PORT``, ``MYSQL_ENV_MYSQL_DATABASE``), Kubernetes' service
+   variables for a Service named ``mysql`` (``MYSQL_SERVICE_HOST``/``_PORT``) or an explicit
+   ``MYSQL_HOST``, with ``MYSQL_USER``/``MYSQL_PASSWORD``/``MYSQL_DATABASE``;
+3. the embedded SQLite file in the per-user data directory.
+"""
+
+from __future__ import annotations
+
+import functools
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["ConfigError", "Flavor", "LogFormat", "Settings", "get_settings"]
+
+#: The status version string of each flavor; Istio labs count these two strings.
+FLAVOR_VERSIONS = {"v1": "00.01.00", "v2": "00.02.00"}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+class Flavor(StrEnum):
+    v1 = "v1"
+    v2 = "v2"
+
+
+class LogFormat(StrEnum):
+    json = "json"
+    text = "text"
+
+
+def _read_secret_file(path: Path, variable: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from exc
+
+
+def _legacy(name: str) -> Any:
+    """A field read from an unprefixed variable the workshop's manifests inject."""
+    return Field(None, validation_alias=AliasChoices(name))
+
+
+class Settings(BaseSettings):
+    """ROAR's settings; each field is the variable ``ROAR_<FIELD>`` unless said otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="ROAR_", extra="ignore", frozen=True)
+
+    #: SQLAlchemy URL; ``mysql://`` and ``sqlite:///`` are given their async drivers.
+    database_url: SecretStr | None = None
+    database_url_file: Path | None = None
+    #: Directory of the embedded SQLite database (default: the per-user data directory).
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("roar")))
+    #: Connections kept per worker process.
+    db_pool_size: int = Field(5, ge=1, le=100)
+    #: Seconds a database connect or readiness check may take before it counts as down.
+    db_timeout: float = Field(2.0, gt=0, le=60)
+    #: Seconds a cached agents list may be served before it is read again. Also the bound on
+    #: how long a write made by another worker, replica or SQL client takes to show in the
+    #: legacy list (a write through this worker shows at once).
+    cache_ttl: float = Field(1.0, ge=0, le=60)
+
+    #: Bearer token that every write must carry; unset means writes are open.
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+    #: Largest request body accepted, in bytes (413 above it).
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+
+    #: UI and API flavor: v2 changes the page and the status version.
+    flavor: Flavor = Flavor.v1
+    #: Status version string; defaults to the flavor's (v1 ``00.01.00``, v2 ``00.02.00``).
+    version: str | None = None
+    #: Source commit of this build, if known (set by the image build).
+    build_commit: str | None = None
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    #: Seconds readiness reports 503 after SIGTERM while still serving, so load balancers
+    #: stop sending traffic before the listener closes.
+    shutdown_drain: float = Field(0.0, ge=0, le=120)
+    #: Seconds in-flight requests get to finish after the listener closes.
+    shutdown_grace: float = Field(20.0, ge=0, le=600)
+
+    log_format: LogFormat = LogFormat.text
+    log_level: Annotated[str, NoDecode] = "INFO"
+
+    # Legacy variables (unprefixed), see the module docstring.
+    mysql_host: str | None = _legacy("MYSQL_HOST")
+    mysql_service_host: str | None = _legacy("MYSQL_SERVICE_HOST")
+    mysql_service_port: int | None = _legacy("MYSQL_SERVICE_PORT")
+    mysql_link_addr: str | None = _legacy("MYSQL_PORT_3306_TCP_ADDR")
+    mysql_link_port: int | None = _legacy("MYSQL_PORT_3306_TCP_PORT")
+    mysql_link_database: str | None = _legacy("MYSQL_ENV_MYSQL_DATABASE")
+    mysql_port: int | None = Field(None, validation_alias=AliasChoices("MYSQL_TCP_PORT"))
+    mysql_user: str | None = _legacy("MYSQL_USER")
+    mysql_password: SecretStr | None = _legacy("MYSQL_PASSWORD")
+    mysql_password_file: Path | None = _legacy("MYSQL_PASSWORD_FILE")
+    mysql_database: str | None = _legacy("MYSQL_DATABASE")
+
+    @model_validator(mode="after")
+    def _load_secret_files(self) -> Settings:
+        pairs = (
+            ("api_token", "api_token_file", "ROAR_API_TOKEN_FILE"),
+            ("database_url", "database_url_file", "ROAR_DATABASE_URL_FILE"),
+            ("mysql_password", "mysql_password_file", "MYSQL_PASSWORD_FILE"),
+        )
+        for field, file_field, variable in pairs:
+            path = getattr(self, file_field)
+            if getattr(self, field) is None and path is not None:
+                object.__setattr__(self, field, SecretStr(_read_secret_file(path, variable)))
+        return self
+
+    @property
+    def status_version(self) -> str:
+        return self.version or FLAVOR_VERSIONS[self.flavor.value]
+
+    @property
+    def token(self) -> str | None:
+        value = self.api_token.get_secret_value() if self.api_token else ""
+        return value or None
+
+    @functools.cached_property
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL to connect to, chosen as the module docstring says."""
+        if self.database_url is not None:
+            return normalize_database_url(self.database_url.get_secret_value())
+        host = self.mysql_host or self.mysql_service_host or self.mysql_link_addr
+        if host:
+            port = self.mysql_port or self.mysql_service_port or self.mysql_link_port or 3306
+            database = self.mysql_database or self.mysql_link_database or "registry"
+            if self.mysql_password is None:
+                raise ConfigError(
+                    f"MYSQL_PASSWORD (or MYSQL_PASSWORD_FILE) is required to reach MySQL at {host}"
+                )
+            user = quote(self.mysql_user or "admin", safe="")
+            password = quote(self.mysql_password.get_secret_value(), safe="")
+            return f"mysql+aiomysql://{user}:{password}@{host}:{port}/{database}?charset=utf8mb4"
+        return f"sqlite+aiosqlite:///{self.data_dir / 'roar.db'}"
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+
+def normalize_database_url(url: str) -> str:
+    """Give plain ``mysql://``/``mariadb://``/``sqlite://`` URLs the async drivers ROAR uses."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(f"ROAR_DATABASE_URL: {url!r} is not a URL (expected scheme://...)")
+    drivers = {
+        "mysql": "mysql+aiomysql",
+        "mariadb": "mysql+aiomysql",
+        "mysql+pymysql": "mysql+aiomysql",
+        "sqlite": "sqlite+aiosqlite",
+    }
+    scheme = drivers.get(scheme, scheme)
+    if not scheme.startswith(("mysql+", "sqlite+")):
+        raise ConfigError(f"ROAR_DATABASE_URL: scheme {scheme!r} is not supported (mysql, sqlite)")
+    if scheme.startswith("mysql") and "charset=" not in rest:
+        rest += ("&" if "?" in rest else "?") + "charset=utf8mb4"
+    return f"{scheme}://{rest}"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""ROAR's storage: the one schema and seed definition, migrations and queries."""

@@ -1,0 +1,172 @@
+"""Queries on the agents table. Keyword-only functions over an AsyncConnection, bound
+parameters only; the API layer turns their outcomes into HTTP answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, String, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from roar.db.schema import agents
+
+__all__ = [
+    "NotFound",
+    "VersionMismatch",
+    "all_agents",
+    "create_agent",
+    "delete_agent",
+    "delete_by_name_species",
+    "get_agent",
+    "list_agents",
+    "set_last_service_by_name",
+    "update_agent",
+]
+
+SORTABLE = {
+    "id": agents.c.id,
+    "name": agents.c.NAME,
+    "species": agents.c.SPECIES,
+    "service_start": agents.c.SRVSTART,
+    "service_last": agents.c.SRVLAST,
+    "adversary_name": agents.c.ADVNAME,
+    "adversary_tech": agents.c.ADVTECH,
+}
+
+
+class NotFound(LookupError):
+    """No agent matched."""
+
+
+class VersionMismatch(Exception):
+    """The row changed since the version the client had (If-Match failed)."""
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def all_agents(conn: AsyncConnection) -> Sequence[Row[Any]]:
+    """Every agent, ordered by id (the legacy list and the snapshot cache)."""
+    return (await conn.execute(select(agents).order_by(agents.c.id))).all()
+
+
+async def list_agents(
+    conn: AsyncConnection,
+    *,
+    species: str | None = None,
+    name_contains: str | None = None,
+    sort: Sequence[tuple[str, bool]] = (("id", False),),
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[Sequence[Row[Any]], int]:
+    """A page of agents matching the filters (case-insensitive), and the total count."""
+    conditions = []
+    if species:
+        conditions.append(func.lower(agents.c.SPECIES) == species.lower())
+    if name_contains:
+        pattern = f"%{_escape_like(name_contains.lower())}%"
+        conditions.append(func.lower(agents.c.NAME).like(pattern, escape="\\"))
+    # Text sorts ignore case on every backend (MariaDB's collation does; SQLite's does not).
+    keys = [
+        (func.lower(SORTABLE[f]) if isinstance(SORTABLE[f].type, String) else SORTABLE[f], desc)
+        for f, desc in sort
+    ]
+    order = [key.desc() if desc else key.asc() for key, desc in keys]
+    if not any(field == "id" for field, _ in sort):
+        order.append(agents.c.id.asc())  # a stable order makes pages deterministic
+    total = await conn.scalar(select(func.count()).select_from(agents).where(*conditions))
+    rows = (
+        await conn.execute(
+            select(agents).where(*conditions).order_by(*order).limit(limit).offset(offset)
+        )
+    ).all()
+    return rows, int(total or 0)
+
+
+async def get_agent(conn: AsyncConnection, *, agent_id: int) -> Row[Any]:
+    row = (await conn.execute(select(agents).where(agents.c.id == agent_id))).first()
+    if row is None:
+        raise NotFound(agent_id)
+    return row
+
+
+async def create_agent(conn: AsyncConnection, *, values: dict[str, Any]) -> Row[Any]:
+    result = await conn.execute(insert(agents).values(**values))
+    return await get_agent(conn, agent_id=result.inserted_primary_key[0])
+
+
+async def update_agent(
+    conn: AsyncConnection,
+    *,
+    agent_id: int,
+    values: dict[str, Any],
+    expected_version: int | None,
+) -> Row[Any]:
+    """Replace fields of one agent, bumping its version; conditional on ``expected_version``."""
+    stmt = (
+        update(agents)
+        .where(agents.c.id == agent_id)
+        .values(**values, row_version=agents.c.row_version + 1)
+    )
+    if expected_version is not None:
+        stmt = stmt.where(agents.c.row_version == expected_version)
+    if (await conn.execute(stmt)).rowcount == 0:
+        await get_agent(conn, agent_id=agent_id)  # raises NotFound if it is gone
+        raise VersionMismatch(agent_id)
+    return await get_agent(conn, agent_id=agent_id)
+
+
+async def delete_agent(
+    conn: AsyncConnection, *, agent_id: int, expected_version: int | None
+) -> None:
+    stmt = delete(agents).where(agents.c.id == agent_id)
+    if expected_version is not None:
+        stmt = stmt.where(agents.c.row_version == expected_version)
+    if (await conn.execute(stmt)).rowcount == 0:
+        await get_agent(conn, agent_id=agent_id)
+        raise VersionMismatch(agent_id)
+
+
+async def set_last_service_by_name(
+    conn: AsyncConnection, *, name: str, service_last: dt.date | None
+) -> int:
+    """The legacy PUT: set SRVLAST of every agent with this NAME. Returns rows changed.
+
+    Raises NotFound when no agent has the name, ValueError when the date would come before an
+    agent's first service (the whole statement is refused, nothing is half written).
+    """
+    # Case-insensitive, as MySQL's default collation made the original; the same on SQLite.
+    named = func.lower(agents.c.NAME) == name.lower()
+    if service_last is not None:
+        early = await conn.scalar(
+            select(func.count()).where(named, service_last < agents.c.SRVSTART)
+        )
+        if early:
+            raise ValueError("SERVICE_LAST is before the agent's date of first service")
+    result = await conn.execute(
+        update(agents)
+        .where(named)
+        .values(SRVLAST=service_last, row_version=agents.c.row_version + 1)
+    )
+    if result.rowcount == 0:
+        raise NotFound(name)
+    return result.rowcount
+
+
+async def delete_by_name_species(conn: AsyncConnection, *, name: str, species: str) -> int:
+    """The legacy DELETE: agents with exactly this NAME and SPECIES. Returns rows deleted."""
+    result = await conn.execute(
+        delete(agents).where(
+            func.lower(agents.c.NAME) == name.lower(),
+            func.lower(agents.c.SPECIES) == species.lower(),
+        )
+    )
+    if result.rowcount == 0:
+        raise NotFound(name)
+    return result.rowcount
+
+
+__all__ += ["SORTABLE"]

@@ -1,0 +1,77 @@
+"""The async engine: one pool per worker process, tuned per backend."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from roar import metrics
+
+__all__ = ["create_engine", "describe"]
+
+
+def describe(url: str) -> str:
+    """The database named for logs and errors, without its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def create_engine(url: str, *, pool_size: int = 5, timeout: float = 2.0) -> AsyncEngine:
+    """An engine for ``url`` whose connects fail within ``timeout`` seconds."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": timeout}
+    else:
+        kwargs.update(
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=timeout,
+            # A connection the server dropped (restart, failover) is replaced, not reused.
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={"connect_timeout": max(1, round(timeout))},
+        )
+    engine = create_async_engine(url, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    _instrument_pool(engine)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers run beside a writer; busy_timeout queues concurrent writers
+    # (several workers share one file) instead of failing them with "database is locked".
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _instrument_pool(engine: AsyncEngine) -> None:
+    sync = engine.sync_engine
+
+    @event.listens_for(sync, "checkout")
+    def _checkout(*_: Any) -> None:
+        metrics.DB_POOL_IN_USE.inc()
+
+    @event.listens_for(sync, "checkin")
+    def _checkin(*_: Any) -> None:
+        metrics.DB_POOL_IN_USE.dec()
+
+    @event.listens_for(sync, "before_cursor_execute")
+    def _before(conn: Any, *_: Any) -> None:
+        conn.info.setdefault("roar_query_start", []).append(time.perf_counter())
+
+    @event.listens_for(sync, "after_cursor_execute")
+    def _after(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        started = conn.info["roar_query_start"].pop()
+        operation = statement.lstrip().split(None, 1)[0].upper() if statement else "OTHER"
+        metrics.DB_QUERY_SECONDS.labels(operation).observe(time.perf_counter() - started)

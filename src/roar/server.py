@@ -1,0 +1,159 @@
+"""Running ROAR: uvicorn workers sharing one listening socket, with graceful shutdown.
+
+Shutdown, as podinfo does it and Kubernetes expects: on SIGTERM readiness turns 503 at once while
+the server keeps serving for ``shutdown_drain`` seconds (endpoints controllers and load balancers
+stop sending traffic), then the listener closes and in-flight requests get ``shutdown_grace``
+seconds to finish. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from roar.config import Settings
+from roar.logs import configure_logging
+
+__all__ = ["serve"]
+
+log = logging.getLogger("roar.server")
+
+
+class _DrainingServer(uvicorn.Server):
+    """A uvicorn server whose first SIGTERM only marks the app not ready, for a while."""
+
+    def __init__(self, config: uvicorn.Config, drain: float) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or self._drain <= 0:
+            self._mark_draining()
+            super().handle_exit(sig, frame)
+            return
+        self._mark_draining()
+        log.info("stop requested: readiness is 503; closing in %.1fs", self._drain)
+        timer = threading.Timer(self._drain, lambda: setattr(self, "should_exit", True))
+        timer.daemon = True
+        timer.start()
+
+    def _mark_draining(self) -> None:
+        self._draining = True
+        app = self.config.app
+        if hasattr(app, "state"):
+            app.state.draining = True
+
+
+def _uvicorn_config(settings: Settings) -> uvicorn.Config:
+    from roar.api.app import create_app
+
+    return uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
+        timeout_keep_alive=5,
+        lifespan="on",
+    )
+
+
+def _run_worker(overrides: dict[str, Any], sock: socket.socket) -> None:
+    settings = Settings(**overrides)
+    configure_logging(fmt=settings.log_format.value, level=settings.log_level)
+    # The parent forwards SIGINT as SIGTERM; a terminal's Ctrl-C must not hit workers twice.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    server = _DrainingServer(_uvicorn_config(settings), settings.shutdown_drain)
+    server.run(sockets=[sock])
+
+
+def serve(settings: Settings, overrides: dict[str, Any]) -> int:
+    """Serve until stopped; returns the exit code (0 after a graceful stop)."""
+    if settings.workers == 1:
+        server = _DrainingServer(_uvicorn_config(settings), settings.shutdown_drain)
+        server.run()
+        return 0 if server.started else 1
+    return _Supervisor(settings, overrides).run()
+
+
+class _Supervisor:
+    """Runs N worker processes on one socket; replaces a worker that dies, forwards signals."""
+
+    def __init__(self, settings: Settings, overrides: dict[str, Any]) -> None:
+        self.settings = settings
+        self.overrides = overrides
+        self.stopping = False
+        self.ctx = multiprocessing.get_context("spawn")
+
+    def run(self) -> int:
+        # Metrics from all workers are merged through files in this directory.
+        metrics_dir = tempfile.mkdtemp(prefix="roar-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        sock = _bind(self.settings.host, self.settings.port)
+        log.info(
+            "ROAR listening on http://%s:%d with %d workers",
+            self.settings.host,
+            sock.getsockname()[1],
+            self.settings.workers,
+        )
+        workers = [self._start(sock) for _ in range(self.settings.workers)]
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal(workers))
+        while not self.stopping:
+            for i, proc in enumerate(workers):
+                if not proc.is_alive() and not self.stopping:
+                    log.error("worker %d exited with %s; starting another", proc.pid, proc.exitcode)
+                    _remove_metrics_of(metrics_dir, proc.pid)
+                    workers[i] = self._start(sock)
+            time.sleep(0.2)
+        for proc in workers:
+            proc.join()
+        sock.close()
+        codes = [proc.exitcode for proc in workers]
+        return 0 if all(code == 0 for code in codes) else 1
+
+    def _start(self, sock: socket.socket) -> Any:
+        proc = self.ctx.Process(target=_run_worker, args=(self.overrides, sock), daemon=False)
+        proc.start()
+        return proc
+
+    def _on_signal(self, workers: list[Any]):  # type: ignore[no-untyped-def]
+        def handler(sig: int, _frame: FrameType | None) -> None:
+            self.stopping = True
+            for proc in workers:
+                if proc.is_alive() and proc.pid:
+                    os.kill(proc.pid, signal.SIGTERM)
+
+        return handler
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket every worker accepts on (the kernel spreads connections)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _remove_metrics_of(directory: str, pid: int | None) -> None:
+    from prometheus_client import multiprocess
+
+    if pid:
+        multiprocess.mark_process_dead(pid, directory)

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Builds local stand-ins for the official base images that ROAR's Dockerfiles name, so that the
+# unchanged Dockerfiles build with `--pull=never` on a machine that reaches no container registry.
+# TEST FIXTURES ONLY: nothing here is shipped, and the Dockerfiles keep naming the real images.
+#
+#   tests/images/standins/build.sh [python|mariadb|all]   (default: all)
+#
+# Each stand-in is a debootstrapped Debian root filesystem, shaped to honour the part of the
+# official image's documented contract that ROAR relies on, then `podman import`ed under the
+# official name. Two caches keep a second run cheap:
+#   - the podman image store (an image whose label roar.standin.recipe matches is reused);
+#   - ${ROAR_CACHE_DIR:-/var/cache/roar}/standins/<name>-<recipe hash>.tar (the finished rootfs),
+#     so a wiped image store re-imports in seconds instead of debootstrapping again.
+# The recipe hash covers this script, the files beside it and the host CA certificates.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE="${ROAR_CACHE_DIR:-/var/cache/roar}/standins"
+MIRROR="${ROAR_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+
+# The official names (pinned tags) the Dockerfiles use; the Debian suite each stand-in is built
+# from. python:3.11-slim-bookworm is Debian bookworm with CPython 3.11, which is exactly what
+# bookworm's own python3 is; mariadb:11.8 matches the MariaDB 11.8 that trixie ships.
+PYTHON_TAG="docker.io/library/python:3.11-slim-bookworm"
+PYTHON_SUITE="bookworm"
+MARIADB_TAG="docker.io/library/mariadb:11.8"
+MARIADB_SUITE="trixie"
+
+log() { printf '[standins] %s\n' "$*" >&2; }
+
+recipe_hash() {
+  {
+    cat "${BASH_SOURCE[0]}"
+    find "$HERE" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z \
+      | xargs -0 cat
+    cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true
+  } | sha256sum | cut -c1-16
+}
+
+image_is_current() { # tag hash
+  local got
+  got="$(podman image inspect "$1" --format '{{index .Labels "roar.standin.recipe"}}' 2>/dev/null)" \
+    || return 1
+  [[ "$got" == "$2" ]]
+}
+
+clean_rootfs() { # rootfs: what the official slim images also leave out
+  local r="$1"
+  chroot "$r" apt-get clean
+  rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/cache/debconf/*-old \
+    "$r"/var/log/*.log "$r"/var/log/apt/* "$r"/usr/share/doc/* "$r"/usr/share/man/* \
+    "$r"/usr/share/info/* "$r"/tmp/* "$r"/root/.cache
+}
+
+debootstrap_into() { # suite rootfs include-list
+  mkdir -p "$CACHE/debs"
+  local logf="${2%/*}/debootstrap.log"
+  if ! debootstrap --variant=minbase --cache-dir="$CACHE/debs" --include="$3" "$1" "$2" \
+    "$MIRROR" >"$logf" 2>&1; then
+    tail -n 30 "$logf" >&2
+    log "debootstrap $1 failed (log: $logf)"
+    return 1
+  fi
+}
+
+build_python_rootfs() { # rootfs
+  local r="$1"
+  debootstrap_into "$PYTHON_SUITE" "$r" python3,python3-pip,python3-venv,ca-certificates
+  # Builds reach PyPI through a TLS-intercepting proxy: trust its CA inside the image.
+  cp /usr/local/share/ca-certificates/*.crt "$r/usr/local/share/ca-certificates/" 2>/dev/null \
+    || true
+  chroot "$r" update-ca-certificates >/dev/null 2>&1
+  # The official image's python is not Debian-managed: pip installs freely, and the
+  # interpreter, pip and venv answer to the /usr/local/bin names.
+  rm -f "$r"/usr/lib/python3*/EXTERNALLY-MANAGED
+  local n
+  for n in python3 python; do ln -sf /usr/bin/python3 "$r/usr/local/bin/$n"; done
+  for n in pip3 pip; do ln -sf /usr/bin/pip3 "$r/usr/local/bin/$n"; done
+  clean_rootfs "$r"
+}
+
+build_mariadb_rootfs() { # rootfs
+  local r="$1"
+  debootstrap_into "$MARIADB_SUITE" "$r" mariadb-server,mariadb-client,ca-certificates,tzdata
+  # The official image's mysql user is 999:999 (Kubernetes fsGroup examples rely on it).
+  chroot "$r" sh -ec 'groupmod -g 999 mysql; usermod -u 999 -g 999 -d /var/lib/mysql mysql' >&2
+  # Empty data dir: the entrypoint initialises it on first start, as the official image does.
+  rm -rf "$r"/var/lib/mysql "$r"/run/mysqld
+  mkdir -p "$r"/var/lib/mysql "$r"/run/mysqld "$r"/docker-entrypoint-initdb.d
+  chroot "$r" chown -R mysql:mysql /var/lib/mysql /run/mysqld
+  chmod 1777 "$r"/run/mysqld
+  # Listen on all interfaces inside the container (Debian binds 127.0.0.1 by default).
+  sed -i -e 's/^\(bind-address\)/#&/' "$r"/etc/mysql/mariadb.conf.d/50-server.cnf
+  install -m 0644 "$HERE/mariadb/docker.cnf" "$r/etc/mysql/conf.d/docker.cnf"
+  install -m 0755 "$HERE/mariadb/docker-entrypoint.sh" "$r/usr/local/bin/docker-entrypoint.sh"
+  install -m 0755 "$HERE/mariadb/healthcheck.sh" "$r/usr/local/bin/healthcheck.sh"
+  clean_rootfs "$r"
+}
+
+ensure() { # name
+  local name="$1" tag hash tarball work
+  hash="$(recipe_hash)"
+  case "$name" in
+    python) tag="$PYTHON_TAG" ;;
+    mariadb) tag="$MARIADB_TAG" ;;
+    *) log "unknown stand-in: $name"; return 2 ;;
+  esac
+  if image_is_current "$tag" "$hash"; then
+    log "$tag: current (recipe $hash)"
+    return 0
+  fi
+  tarball="$CACHE/$name-$hash.tar"
+  if [[ ! -s "$tarball" ]]; then
+    log "$tag: debootstrapping (recipe $hash; about a minute)"
+    work="$CACHE/work/$name-$hash"
+    rm -rf "$work"
+    mkdir -p "$work"
+    "build_${name}_rootfs" "$work/rootfs"
+    tar --numeric-owner -C "$work/rootfs" -cf "$tarball.tmp" .
+    mv "$tarball.tmp" "$tarball"
+    rm -rf "$work"
+    # Older recipes' tarballs are dead weight once a new one exists.
+    find "$CACHE" -maxdepth 1 -name "$name-*.tar" ! -name "$name-$hash.tar" -delete
+  fi
+  log "$tag: importing $tarball"
+  local -a change=(--change "LABEL roar.standin.recipe=$hash"
+    --change "LABEL roar.standin.note=local-test-stand-in-not-the-official-image"
+    --change "ENV LANG=C.UTF-8"
+    --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+  case "$name" in
+    python)
+      change+=(--change 'CMD ["python3"]')
+      ;;
+    mariadb)
+      change+=(--change 'ENTRYPOINT ["docker-entrypoint.sh"]' --change 'CMD ["mariadbd"]'
+        --change 'EXPOSE 3306' --change 'VOLUME /var/lib/mysql' --change 'STOPSIGNAL SIGTERM')
+      ;;
+  esac
+  podman import "${change[@]}" "$tarball" "$tag" >/dev/null
+  log "$tag: ready"
+}
+
+main() {
+  local what="${1:-all}"
+  mkdir -p "$CACHE"
+  # One builder at a time per cache (tests and scripts/setup may race).
+  exec 9>"$CACHE/.lock"
+  flock 9
+  case "$what" in
+    all) ensure python; ensure mariadb ;;
+    *) ensure "$what" ;;
+  esac
+}
+
+main "$@"
