@@ -33,7 +33,12 @@ Obj = dict[str, Any]
 def _meta(spec: RoarSpec, name: str, component: str | None) -> Obj:
     meta: Obj = {"name": name, "namespace": spec.namespace}
     if component is None:
-        meta["labels"] = {lb.NAME: names.APP, lb.INSTANCE: spec.instance, lb.PART_OF: names.APP}
+        meta["labels"] = {
+            lb.NAME: names.APP,
+            lb.INSTANCE: spec.instance,
+            lb.PART_OF: names.APP,
+            lb.VERSION: spec.tag,
+        }
     else:
         meta["labels"] = lb.labels(spec.instance, component, spec.tag)
     return meta
