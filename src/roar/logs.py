@@ -15,7 +15,10 @@ access_logger = logging.getLogger("roar.access")
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged too.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {
-    "message", "asctime", "taskName", "color_message"
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
 }
 
 

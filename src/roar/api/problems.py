@@ -18,6 +18,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from roar.api.responses import exact
+
 __all__ = [
     "ApiError",
     "BodyTooLarge",
@@ -108,7 +110,7 @@ def problem(
 ) -> Response:
     if is_legacy(request):
         sentence = detail if detail.endswith(".") else detail + "."
-        return Response(f"Error: {sentence}", status, headers, media_type="text/plain")
+        return exact(f"Error: {sentence}", "text/plain", status, headers)
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,

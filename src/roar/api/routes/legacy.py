@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from roar.api.deps import CacheDep, EngineDep, SettingsDep, WriteAccess, read_json_body
 from roar.api.problems import ApiError, describe_errors, field_errors
+from roar.api.responses import exact
 from roar.api.schemas import LEGACY_FIELDS, AgentCreate, LastServiceUpdate
 from roar.cache import legacy_json
 from roar.db import agents as crud
@@ -24,11 +25,11 @@ _V3_DELETED = b'[{"HTTP_CODE":"200","MSG":"Item has been deleted successfully"}]
 
 
 def _json(body: bytes) -> Response:
-    return Response(body, media_type="application/json")
+    return exact(body, "application/json")
 
 
 def _html(body: str) -> Response:
-    return Response(body, media_type="text/html")
+    return exact(body, "text/html")
 
 
 def _legacy_fields(body: object, required: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -58,9 +59,7 @@ async def registry_v1(cache: CacheDep) -> Response:
 
 async def _search(cache: CacheDep, species: str | None, name: str | None = None) -> Response:
     if not species:
-        return Response(
-            "Error: please specify a species for this search.", 400, media_type="text/plain"
-        )
+        return exact("Error: please specify a species for this search.", "text/plain", 400)
     wanted = species.casefold()
     rows = [
         row
@@ -102,7 +101,7 @@ async def _insert(request: Request, engine: EngineDep, cache: CacheDep) -> None:
 @router.post("/v2/registry", dependencies=[WriteAccess], summary="Add an agent")
 async def insert_v2(request: Request, engine: EngineDep, cache: CacheDep) -> Response:
     await _insert(request, engine, cache)
-    return Response("Item inserted", media_type="text/plain")
+    return exact("Item inserted", "text/plain")
 
 
 @router.post("/v3/registry", dependencies=[WriteAccess], summary="Add an agent (v3 answer)")

@@ -1,0 +1,5 @@
+"""``python -m roar`` is the ``roar`` command."""
+
+from roar.cli import main
+
+main()

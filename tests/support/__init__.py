@@ -1,0 +1,1 @@
+"""Real servers for the tests and benchmarks: MariaDB and ROAR itself, on loopback."""
