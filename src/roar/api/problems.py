@@ -136,8 +136,16 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        errors = field_errors(exc.errors())
-        status = 400 if is_legacy(request) else 422
+        raw = exc.errors()
+        errors = field_errors(raw)
+        # A body that is not JSON at all, or absent, is a malformed request (400); a JSON
+        # body with bad fields is unprocessable content (422).
+        malformed = any(
+            e.get("type") == "json_invalid"
+            or (e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",))
+            for e in raw
+        )
+        status = 400 if is_legacy(request) or malformed else 422
         return problem(
             request, status, f"Invalid request: {describe_errors(errors)}", errors=errors
         )

@@ -48,7 +48,7 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 def _iso_date(value: Any) -> Any:
     """Accept only real calendar dates written YYYY-MM-DD (no timestamps, no other forms)."""
-    if isinstance(value, dt.date):
+    if value is None or isinstance(value, dt.date):
         return value
     if value == "":
         return None
@@ -60,6 +60,7 @@ def _iso_date(value: Any) -> Any:
         raise ValueError(f"{value} is not a real calendar date") from None
 
 
+# A None that reaches a required date is refused by the type itself ("valid date").
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 OptionalIsoDate = Annotated[dt.date | None, BeforeValidator(_iso_date)]
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from roar.api.deps import CacheDep, EngineDep, WriteAccess, read_json_body
+from roar.api.deps import CacheDep, EngineDep, WriteAccess
 from roar.api.problems import ApiError, describe_errors, field_errors
 from roar.api.schemas import FIELD_COLUMNS, AgentCreate, AgentPatch, AgentPublic, AgentsPage
 from roar.db import agents as crud
@@ -51,9 +51,10 @@ def _parse_sort(sort: str) -> list[tuple[str, bool]]:
     return keys or [("id", False)]
 
 
-def _validate(model: type[AgentCreate] | type[AgentPatch], body: object) -> AgentCreate:
+def _validate_merged(body: dict[str, object]) -> AgentCreate:
+    """A PATCH result, validated as a whole (e.g. dates still in order)."""
     try:
-        return model.model_validate(body)  # type: ignore[return-value]
+        return AgentCreate.model_validate(body)
     except ValidationError as exc:
         errors = field_errors(exc.errors())
         raise ApiError(422, f"Invalid agent: {describe_errors(errors)}", errors=errors) from None
@@ -113,18 +114,11 @@ async def get_agent(engine: EngineDep, agent_id: int) -> Response:
     status_code=201,
     response_model=AgentPublic,
     dependencies=[WriteAccess],
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/AgentCreate"}}
-            },
-            "required": True,
-        }
-    },
     summary="Add an agent",
 )
-async def create_agent(request: Request, engine: EngineDep, cache: CacheDep) -> Response:
-    agent = _validate(AgentCreate, await read_json_body(request))
+async def create_agent(
+    request: Request, engine: EngineDep, cache: CacheDep, agent: AgentCreate
+) -> Response:
     async with engine.begin() as conn:
         row = await crud.create_agent(conn, values=agent.to_row())
     cache.invalidate()
@@ -136,21 +130,12 @@ async def create_agent(request: Request, engine: EngineDep, cache: CacheDep) -> 
     "/{agent_id}",
     response_model=AgentPublic,
     dependencies=[WriteAccess],
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/AgentCreate"}}
-            },
-            "required": True,
-        }
-    },
     summary="Replace an agent (conditional with If-Match)",
 )
 async def replace_agent(
-    request: Request, engine: EngineDep, cache: CacheDep, agent_id: int, if_match: IfMatch = None
+    engine: EngineDep, cache: CacheDep, agent_id: int, agent: AgentCreate, if_match: IfMatch = None
 ) -> Response:
     expected = _expected_version(if_match)
-    agent = _validate(AgentCreate, await read_json_body(request))
     async with engine.begin() as conn:
         try:
             row = await crud.update_agent(
@@ -168,25 +153,12 @@ async def replace_agent(
     "/{agent_id}",
     response_model=AgentPublic,
     dependencies=[WriteAccess],
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/merge-patch+json": {
-                    "schema": {"$ref": "#/components/schemas/AgentPatch"}
-                },
-                "application/json": {"schema": {"$ref": "#/components/schemas/AgentPatch"}},
-            },
-            "required": True,
-        }
-    },
     summary="Change some fields of an agent (JSON merge patch; conditional with If-Match)",
 )
 async def patch_agent(
-    request: Request, engine: EngineDep, cache: CacheDep, agent_id: int, if_match: IfMatch = None
+    engine: EngineDep, cache: CacheDep, agent_id: int, patch: AgentPatch, if_match: IfMatch = None
 ) -> Response:
     expected = _expected_version(if_match)
-    body = await read_json_body(request)
-    patch = _validate(AgentPatch, body)
     changes = patch.model_dump(exclude_unset=True)
     for attempt in range(_PATCH_RETRIES):
         async with engine.begin() as conn:
@@ -197,7 +169,7 @@ async def patch_agent(
             if expected is not None and current.version != expected:
                 raise _stale(agent_id)
             merged = current.model_dump(include=set(FIELD_COLUMNS)) | changes
-            agent = _validate(AgentCreate, merged)
+            agent = _validate_merged(merged)
             try:
                 row = await crud.update_agent(
                     conn,
