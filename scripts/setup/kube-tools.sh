@@ -47,11 +47,13 @@ fi
 # A venv per Python tool, linked into $BIN; reinstalled only when its pin changes.
 venv_tool() {
   local name="$1" spec="$2" venv="$CACHE/venvs/$1"
-  if [[ ! -x "$venv/bin/$name" ]] || ! "$venv/bin/pip" freeze 2>/dev/null | grep -qix "$spec"; then
+  local stamp="$venv/.installed"
+  if [[ ! -x "$venv/bin/$name" || "$(cat "$stamp" 2>/dev/null)" != "$spec" ]]; then
     log "installing $spec"
     rm -rf "$venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check "$spec"
+    echo "$spec" > "$stamp"
   fi
   ln -sf "$venv/bin/$name" "$BIN/$name"
 }
@@ -60,5 +62,5 @@ venv_tool checkov "checkov==$CHECKOV_VERSION"
 
 log "helm $("$BIN/helm" version --short 2>/dev/null)"
 log "kubectl $("$BIN/kubectl" version --client 2>/dev/null | head -1)"
-log "kubernetes-validate $KUBERNETES_VALIDATE_VERSION, checkov $("$BIN/checkov" --version 2>/dev/null)"
+log "kubernetes-validate $KUBERNETES_VALIDATE_VERSION, checkov $CHECKOV_VERSION"
 echo "$BIN"
