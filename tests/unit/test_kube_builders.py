@@ -247,3 +247,14 @@ def test_default_tag_matches_the_package_version() -> None:
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["version"] == names.DEFAULT_TAG
+
+
+def test_render_cli_writes_the_base(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from roar.kube.render import main
+
+    assert main(["base", str(tmp_path)]) == 0
+    assert {p.name for p in tmp_path.iterdir()} == set(render_base(BASE_SPEC))
+    assert main(["bogus"]) == 2
+    assert "usage" in capsys.readouterr().err
+    assert main(["all"]) == 0
+    assert "kind: StatefulSet" in capsys.readouterr().out
