@@ -8,6 +8,7 @@ seconds to finish. A second signal stops at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -16,6 +17,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -28,6 +30,9 @@ __all__ = ["serve"]
 
 log = logging.getLogger("roar.server")
 
+#: A worker that exits sooner than this after its start is failing, not crashing once.
+_MIN_WORKER_LIFETIME = 5.0
+
 
 class _DrainingServer(uvicorn.Server):
     """A uvicorn server whose first SIGTERM only marks the app not ready, for a while."""
@@ -36,6 +41,21 @@ class _DrainingServer(uvicorn.Server):
         super().__init__(config)
         self._drain = drain
         self._draining = False
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the signal after its graceful shutdown, so the process would die
+        # "killed by SIGTERM" (exit 143). A graceful stop is a success: exit 0 instead.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._draining or self._drain <= 0:
@@ -112,28 +132,45 @@ class _Supervisor:
         )
         workers = [self._start(sock) for _ in range(self.settings.workers)]
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal(workers))
+            signal.signal(sig, self._on_signal(workers, sock))
+        started = {proc.pid: time.monotonic() for proc in workers}
         while not self.stopping:
             for i, proc in enumerate(workers):
-                if not proc.is_alive() and not self.stopping:
-                    log.error("worker %d exited with %s; starting another", proc.pid, proc.exitcode)
-                    _remove_metrics_of(metrics_dir, proc.pid)
-                    workers[i] = self._start(sock)
+                if proc.is_alive() or self.stopping:
+                    continue
+                _remove_metrics_of(metrics_dir, proc.pid)
+                if time.monotonic() - started.pop(proc.pid, 0) < _MIN_WORKER_LIFETIME:
+                    # Dying right after start is a configuration or code fault that a
+                    # restart will not mend: stop everything and say so.
+                    log.error(
+                        "worker %d failed at start (exit %s); stopping", proc.pid, proc.exitcode
+                    )
+                    self._on_signal(workers, sock)(signal.SIGTERM, None)
+                    for other in workers:
+                        other.join()
+                    return 1
+                log.error("worker %d exited with %s; starting another", proc.pid, proc.exitcode)
+                workers[i] = self._start(sock)
+                started[workers[i].pid] = time.monotonic()
             time.sleep(0.2)
         for proc in workers:
             proc.join()
-        sock.close()
-        codes = [proc.exitcode for proc in workers]
-        return 0 if all(code == 0 for code in codes) else 1
+        # A worker killed by our SIGTERM before its own handlers were installed had not begun
+        # serving (a worker that serves handles SIGTERM): nothing was lost, so it counts as clean.
+        clean = (0, -signal.SIGTERM)
+        return 0 if all(proc.exitcode in clean for proc in workers) else 1
 
     def _start(self, sock: socket.socket) -> Any:
         proc = self.ctx.Process(target=_run_worker, args=(self.overrides, sock), daemon=False)
         proc.start()
         return proc
 
-    def _on_signal(self, workers: list[Any]):  # type: ignore[no-untyped-def]
+    def _on_signal(self, workers: list[Any], sock: socket.socket):  # type: ignore[no-untyped-def]
         def handler(sig: int, _frame: FrameType | None) -> None:
             self.stopping = True
+            # The workers close their listeners when their drain ends; this process's copy
+            # must not keep the port accepting connections that nobody will serve.
+            sock.close()
             for proc in workers:
                 if proc.is_alive() and proc.pid:
                     os.kill(proc.pid, signal.SIGTERM)

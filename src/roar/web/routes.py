@@ -49,6 +49,7 @@ _SECURITY_HEADERS = {
 }
 
 router = APIRouter(include_in_schema=False, tags=["web"])
+_GET = ["GET", "HEAD"]  # HEAD too: link checkers and curl -I
 
 
 @cache
@@ -62,25 +63,23 @@ def render_page(settings: Settings) -> str:
     return _template().substitute(
         flavor=html.escape(flavor),
         status_version=html.escape(settings.status_version),
-        flavor_mark=' <span class="flavor-mark" aria-label="version 2">v2</span>'
-        if flavor == "v2"
-        else "",
+        flavor_mark=' <span class="flavor-mark">v2</span>' if flavor == "v2" else "",
     )
 
 
-@router.get("/")
+@router.api_route("/", methods=_GET)
 async def root() -> RedirectResponse:
     return RedirectResponse("/roar/", status_code=307)
 
 
-@router.get("/roar")
+@router.api_route("/roar", methods=_GET)
 async def roar_no_slash() -> RedirectResponse:
     # Relative asset and API URLs in the page need the trailing slash.
     return RedirectResponse("/roar/", status_code=307)
 
 
-@router.get("/roar/")
-@router.get("/roar/agents.html")
+@router.api_route("/roar/", methods=_GET)
+@router.api_route("/roar/agents.html", methods=_GET)
 async def page(request: Request) -> HTMLResponse:
     return HTMLResponse(
         render_page(request.app.state.settings),
@@ -88,7 +87,7 @@ async def page(request: Request) -> HTMLResponse:
     )
 
 
-@router.get("/roar/static/{name}")
+@router.api_route("/roar/static/{name}", methods=_GET)
 async def asset(name: str) -> FileResponse:
     match = _ASSET_NAME.fullmatch(name)
     path = STATIC_DIR / name

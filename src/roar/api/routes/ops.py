@@ -5,40 +5,40 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 from sqlalchemy import text
 from starlette.responses import Response
 
 from roar import __version__, metrics
 from roar.api.deps import EngineDep, SettingsDep
+from roar.api.responses import json
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness: the process answers (no database involved)")
 async def healthz() -> Response:
-    return ORJSONResponse({"status": "ok"})
+    return json({"status": "ok"})
 
 
 @router.get("/readyz", summary="Readiness: the database answers and the server is not stopping")
 async def readyz(request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
     if request.app.state.draining:
-        return ORJSONResponse({"status": "stopping"}, status_code=503)
+        return json({"status": "stopping"}, 503)
     try:
         async with asyncio.timeout(settings.db_timeout), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:  # any failure means "not ready"; say which dependency and why
         reason = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
-        return ORJSONResponse(
+        return json(
             {"status": "unavailable", "database": f"{request.app.state.database_name}: {reason}"},
-            status_code=503,
+            503,
         )
-    return ORJSONResponse({"status": "ready", "database": "ok"})
+    return json({"status": "ready", "database": "ok"})
 
 
 @router.get("/version", summary="Build version, flavor and commit")
 async def version(settings: SettingsDep) -> Response:
-    return ORJSONResponse(
+    return json(
         {
             "version": __version__,
             "status_version": settings.status_version,

@@ -1,0 +1,83 @@
+"""Operations endpoints, metrics, request ids, logs and the body limit."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from support.roar import RoarServer
+
+
+def test_health_ready_version(roar: RoarServer) -> None:
+    assert httpx.get(f"{roar.url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{roar.url}/readyz").json() == {"status": "ready", "database": "ok"}
+    version = httpx.get(f"{roar.url}/version").json()
+    assert version["flavor"] == "v1" and version["status_version"] == "00.01.00"
+    assert set(version) == {"version", "status_version", "flavor", "commit"}
+
+
+def test_metrics_count_by_route_template(roar: RoarServer) -> None:
+    for agent_id in (1, 2, 999):
+        httpx.get(f"{roar.url}/api/v1/agents/{agent_id}")
+    text = httpx.get(f"{roar.url}/metrics").text
+    ok = 'roar_http_requests_total{method="GET",route="/api/v1/agents/{agent_id}",status="200"}'
+    missing = (
+        'roar_http_requests_total{method="GET",route="/api/v1/agents/{agent_id}",status="404"}'
+    )
+    assert f"{ok} 2.0" in text
+    assert f"{missing} 1.0" in text
+    assert "/api/v1/agents/999" not in text  # raw paths never become label values
+    for name in (
+        "roar_http_request_duration_seconds_bucket",
+        "roar_http_requests_in_flight",
+        "roar_db_pool_connections_in_use",
+        "roar_db_query_duration_seconds_count",
+        'roar_build_info{commit="unknown",flavor="v1"',
+    ):
+        assert name in text, name
+
+
+def test_request_id_is_echoed_and_logged_as_json(roar: RoarServer) -> None:
+    r = httpx.get(f"{roar.url}/roar/api/v1/registry", headers={"X-Request-ID": "trace-me-123"})
+    assert r.headers["x-request-id"] == "trace-me-123"
+    assert len(httpx.get(f"{roar.url}/healthz").headers["x-request-id"]) == 32
+    lines = [
+        json.loads(line) for line in roar.log_tail(200000).splitlines() if line.startswith("{")
+    ]
+    entry = next(e for e in lines if e.get("request_id") == "trace-me-123")
+    assert entry["route"] == "/roar/api/v1/registry" and entry["status"] == 200
+    assert entry["method"] == "GET" and entry["duration_ms"] >= 0
+
+
+def test_oversized_body_is_413_and_writes_nothing(roar: RoarServer, backend) -> None:  # type: ignore[no-untyped-def]
+    before = backend.count()
+    body = {
+        "name": "Big",
+        "species": "x",
+        "service_start": "2000-01-01",
+        "adversary_tech": "t" * 100_000,
+    }
+    r = httpx.post(f"{roar.url}/api/v1/agents", json=body)
+    assert r.status_code == 413
+
+    def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: the limit still holds
+        yield b'{"name": "Big", "species": "x", "service_start": "2000-01-01", "x": "'
+        for _ in range(100):
+            yield b"y" * 1024
+        yield b'"}'
+
+    r = httpx.post(
+        f"{roar.url}/roar/api/v2/registry",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 413
+    assert backend.count() == before
+
+
+def test_unknown_path_and_method_are_problems(roar: RoarServer) -> None:
+    r = httpx.get(f"{roar.url}/api/v1/nothing")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    r = httpx.post(f"{roar.url}/healthz")
+    assert r.status_code == 405 and "POST" in r.json()["detail"]
