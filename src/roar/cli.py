@@ -181,6 +181,27 @@ def sql() -> None:
     click.echo(migrate.mysql_init_sql(), nl=False)
 
 
+# Kubernetes ------------------------------------------------------------------------------
+
+
+@cli.group()
+def kube() -> None:
+    """Kubernetes objects from ROAR's builders (the source of deploy/kustomize/base)."""
+
+
+@kube.command()
+@click.argument("what", type=click.Choice(["base", "all"]))
+@click.argument("directory", required=False)
+def render(what: str, directory: str | None) -> None:
+    """Write the kustomize base into DIRECTORY (default deploy/kustomize/base), or print all
+    objects as YAML."""
+    from roar.kube.render import main as render_main
+
+    code = render_main([what, *([directory] if directory else [])])
+    if code:
+        raise click.ClickException("render failed")
+
+
 # API client ------------------------------------------------------------------------------
 
 from roar.client_cli import agents  # noqa: E402  (the group lives beside its HTTP client)

@@ -32,7 +32,7 @@ __all__ = ["ConfigError", "Flavor", "LogFormat", "Settings", "get_settings"]
 FLAVOR_VERSIONS = {"v1": "00.01.00", "v2": "00.02.00"}
 
 
-class ConfigError(ValueError):
+class ConfigError(Exception):
     """A setting is missing or wrong; the message names the variable."""
 
 

@@ -61,7 +61,7 @@ def test_row_written_straight_into_the_database_shows_within_the_bound(replicas,
     _warm(a, b)
     # Lab 6's script: seven values by position, straight into MariaDB, not through ROAR.
     mariadb.query(
-        "INSERT INTO agents VALUES (NULL, %s, %s, %s, %s, %s, %s, 1)",
+        "INSERT INTO agents VALUES (NULL, %s, %s, %s, %s, %s, %s)",
         "Woody Woodpecker",
         "bird",
         "1959-05-22",
