@@ -77,12 +77,32 @@ def _secret_ref(spec: RoarSpec, key: str) -> Obj:
 
 def _db_client_env(spec: RoarSpec) -> list[Obj]:
     """How web (and its migrations) reach the db: explicit host, never service-link variables."""
+    if spec.external_db is not None:
+        return _external_db_env(spec)
     return [
         {"name": names.MYSQL_HOST, "value": spec.db_service},
         {"name": names.MYSQL_TCP_PORT, "value": str(names.DB_PORT)},
         {"name": names.MYSQL_DATABASE, "valueFrom": _config_ref(spec, names.MYSQL_DATABASE)},
         {"name": names.MYSQL_USER, "valueFrom": _config_ref(spec, names.MYSQL_USER)},
         {"name": names.MYSQL_PASSWORD, "valueFrom": _secret_ref(spec, names.MYSQL_PASSWORD)},
+    ]
+
+
+def _external_db_env(spec: RoarSpec) -> list[Obj]:
+    ext = spec.external_db
+    assert ext is not None
+
+    def ref(key: str) -> Obj:
+        return {"secretKeyRef": {"name": ext.secret, "key": key}}
+
+    if ext.url_key is not None:
+        return [{"name": "ROAR_DATABASE_URL", "valueFrom": ref(ext.url_key)}]
+    return [
+        {"name": names.MYSQL_HOST, "valueFrom": ref(ext.host_key)},
+        {"name": names.MYSQL_TCP_PORT, "value": str(ext.port)},
+        {"name": names.MYSQL_DATABASE, "valueFrom": _config_ref(spec, names.MYSQL_DATABASE)},
+        {"name": names.MYSQL_USER, "valueFrom": ref(ext.user_key)},
+        {"name": names.MYSQL_PASSWORD, "valueFrom": ref(ext.password_key)},
     ]
 
 
@@ -281,37 +301,45 @@ def build_db_statefulset(spec: RoarSpec) -> Obj:
     }
     if spec.db_storage_class is not None:
         claim_spec["storageClassName"] = spec.db_storage_class
+    sts_spec: Obj = {
+        "serviceName": names.db_headless_name(spec.instance),
+        "replicas": 1,
+        "selector": {"matchLabels": lb.selector_labels(spec.instance, names.DB)},
+        "template": {
+            "metadata": {"labels": lb.labels(spec.instance, names.DB, spec.tag)},
+            "spec": {
+                "automountServiceAccountToken": False,
+                "terminationGracePeriodSeconds": 60,
+                # fsGroup makes the volume writable for the non-root mysql user.
+                "securityContext": _pod_security(names.DB_UID),
+                "containers": [db],
+                "volumes": [
+                    {"name": "run", "emptyDir": {}},
+                    {"name": "tmp", "emptyDir": {}},
+                ],
+            },
+        },
+        "volumeClaimTemplates": [
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "data"},
+                "spec": claim_spec,
+            }
+        ],
+    }
+    if spec.db_claim_retention is not None:
+        # Claims from volumeClaimTemplates outlive the StatefulSet unless this says otherwise;
+        # scaling down never happens (one replica), so only whenDeleted matters.
+        sts_spec["persistentVolumeClaimRetentionPolicy"] = {
+            "whenDeleted": spec.db_claim_retention,
+            "whenScaled": "Retain",
+        }
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": _meta(spec, names.db_name(spec.instance), names.DB),
-        "spec": {
-            "serviceName": names.db_headless_name(spec.instance),
-            "replicas": 1,
-            "selector": {"matchLabels": lb.selector_labels(spec.instance, names.DB)},
-            "template": {
-                "metadata": {"labels": lb.labels(spec.instance, names.DB, spec.tag)},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": 60,
-                    # fsGroup makes the volume writable for the non-root mysql user.
-                    "securityContext": _pod_security(names.DB_UID),
-                    "containers": [db],
-                    "volumes": [
-                        {"name": "run", "emptyDir": {}},
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
-                },
-            },
-            "volumeClaimTemplates": [
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolumeClaim",
-                    "metadata": {"name": "data"},
-                    "spec": claim_spec,
-                }
-            ],
-        },
+        "spec": sts_spec,
     }
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from roar.kube import names
 
-__all__ = ["Resources", "RoarSpec", "SecretKeyRef"]
+__all__ = ["ExternalDatabase", "Resources", "RoarSpec", "SecretKeyRef"]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
@@ -36,6 +36,22 @@ class SecretKeyRef:
 
     name: str
     key: str
+
+
+@dataclass(frozen=True)
+class ExternalDatabase:
+    """A MySQL/MariaDB that ROAR does not run; web reads where it is from an existing Secret.
+
+    With ``url_key`` the Secret holds a full URL (``ROAR_DATABASE_URL``); otherwise it holds the
+    host, user and password under the three ``*_key`` names, and the database name is the spec's.
+    """
+
+    secret: str
+    url_key: str | None = None
+    host_key: str = "host"
+    user_key: str = "user"
+    password_key: str = "password"
+    port: int = 3306
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,11 @@ class RoarSpec:
     #: When set, writes need this bearer token (ROAR_API_TOKEN from the Secret key).
     api_token_secret: SecretKeyRef | None = None
     ingress_namespace: str = names.DEFAULT_INGRESS_NAMESPACE
+    #: When set, web uses this database and no MariaDB is built (the operator skips it).
+    external_db: ExternalDatabase | None = None
+    #: The StatefulSet's persistentVolumeClaimRetentionPolicy.whenDeleted; None leaves the
+    #: field out (Kubernetes then retains the claim).
+    db_claim_retention: Literal["Retain", "Delete"] | None = None
     log_format: Literal["json", "text"] = "json"
 
     def __post_init__(self) -> None:
