@@ -32,7 +32,9 @@ def create_engine(url: str, *, pool_size: int = 5, timeout: float = 2.0) -> Asyn
         kwargs.update(
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_timeout=timeout,
+            # Waiting for a pooled connection under load is not an outage: queue for longer
+            # than a connect may take.
+            pool_timeout=max(10 * timeout, 10),
             # A connection the server dropped (restart, failover) is replaced, not reused.
             pool_pre_ping=True,
             pool_recycle=1800,
