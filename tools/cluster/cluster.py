@@ -115,9 +115,9 @@ def make_pki(pki: Path) -> None:
     _cert(
         "apiserver", "/CN=kube-apiserver", pki, sans=f"{local},IP:{SERVICE_IP},{svc}", server=True
     )
-    # The apiserver's client cert for kubelets; kwok's nodes serve nothing, but the flag keeps the
-    # apiserver from calling them anonymously.
-    _cert("apiserver-kubelet-client", "/O=kubeadm:cluster-admins/CN=kube-apiserver-kubelet", pki)
+    # The apiserver's client cert towards kubelets: kwok's nodes serve nothing, but this keeps the
+    # apiserver from ever calling a node anonymously.
+    _cert("apiserver-kubelet-client", "/CN=kube-apiserver-kubelet-client", pki)
     _cert("admin", "/O=system:masters/CN=roar-admin", pki)
     _cert("kube-controller-manager", "/CN=system:kube-controller-manager", pki)
     _cert("kube-scheduler", "/CN=system:kube-scheduler", pki)
@@ -178,31 +178,36 @@ def _spawn(name: str, argv: list[str], state: Path) -> int:
             start_new_session=True, cwd=state,
         )  # fmt: skip
     (state / "pids").mkdir(exist_ok=True)
-    (state / "pids" / name).write_text(f"{proc.pid} {argv[0]}\n")
+    stat = _proc_stat(proc.pid)
+    (state / "pids" / name).write_text(f"{proc.pid} {stat[1] if stat else 0}\n")
     return proc.pid
 
 
-def _alive(pid: int, exe: str) -> bool:
-    """True when pid runs `exe`: a recycled pid of some other program is never signalled."""
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time) from /proc/<pid>/stat, or None when there is no such process."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return fields[0], int(fields[19])
+
+
+def _alive(pid: int, started: int) -> bool:
+    """True while the process that `up` started runs. Its start time tells it apart from a later
+    process that got the same pid, so `down` never signals anything else."""
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own (fixture) zombie child
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z":
-        return False
-    return cmdline == exe
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] != "Z" and stat[1] == started
 
 
-def _recorded(state: Path) -> dict[str, tuple[int, str]]:
+def _recorded(state: Path) -> dict[str, tuple[int, int]]:
     out = {}
     for name in COMPONENTS:
         f = state / "pids" / name
-        if f.exists():
-            pid, exe = f.read_text().split(maxsplit=1)
-            out[name] = (int(pid), exe.strip())
+        with contextlib.suppress(FileNotFoundError, ValueError):  # ValueError: not ours
+            pid, started = f.read_text().split()
+            out[name] = (int(pid), int(started))
     return out
 
 
@@ -214,8 +219,8 @@ def _log_tail(state: Path, name: str, lines: int = 25) -> str:
 
 
 def _check_running(state: Path) -> None:
-    for name, (pid, exe) in _recorded(state).items():
-        if not _alive(pid, exe):
+    for name, (pid, started) in _recorded(state).items():
+        if not _alive(pid, started):
             raise RuntimeError(
                 f"{name} exited during start-up; its log ends:\n{_log_tail(state, name)}"
             )
@@ -343,7 +348,7 @@ def up(state: Path, bin_dir: Path, node_count: int) -> Path:
         if (
             info.get("bin_dir") == str(bin_dir)
             and set(running) == set(COMPONENTS)
-            and all(_alive(pid, exe) for pid, exe in running.values())
+            and all(_alive(pid, started) for pid, started in running.values())
         ):
             log(f"already running ({state})")
             return kubeconfig
@@ -382,6 +387,9 @@ def up(state: Path, bin_dir: Path, node_count: int) -> Path:
     _spawn("kube-apiserver", [
         b["kube-apiserver"],
         "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        # The endpoint reconciler refuses a loopback address, and no pod would reach it anyway:
+        # the `kubernetes` Service keeps its ClusterIP but gets no endpoints.
+        "--endpoint-reconciler-type=none",
         f"--secure-port={p['apiserver']}",
         f"--etcd-servers={etcd_url}", f"--etcd-cafile={pki / 'ca.crt'}",
         f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",
@@ -470,13 +478,13 @@ def up(state: Path, bin_dir: Path, node_count: int) -> Path:
 
 
 def down(state: Path, *, purge: bool) -> None:
-    for name, (pid, exe) in _recorded(state).items():
-        if _alive(pid, exe):
+    for name, (pid, started) in _recorded(state).items():
+        if _alive(pid, started):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 15
-            while _alive(pid, exe) and time.monotonic() < deadline:
+            while _alive(pid, started) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if _alive(pid, exe):
+            if _alive(pid, started):
                 os.kill(pid, signal.SIGKILL)
             log(f"stopped {name} (pid {pid})")
         (state / "pids" / name).unlink(missing_ok=True)
