@@ -12,7 +12,6 @@ missing=()
 command -v openssl >/dev/null || missing+=(openssl)  # certificates for `tools/cluster/up`
 command -v flock >/dev/null || missing+=(util-linux)  # serialises concurrent builds
 command -v python3 >/dev/null || missing+=(python3)  # tools/cluster/cluster.py
-command -v git >/dev/null || missing+=(git)  # the go command fetches some modules' metadata
 [[ -e /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)  # the module proxy
 if ((${#missing[@]})); then
   echo "cluster setup: installing ${missing[*]}" >&2

@@ -35,6 +35,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Service
 KWOK_ANNOTATION = "kwok.x-k8s.io/node=fake"
 ZONES = ("zone-a", "zone-b", "zone-c")
+PKI_LAYOUT = 2  # bump when make_pki changes, so an older state dir regenerates its pki
 # Order matters for `down`: stop the clients first and etcd last.
 COMPONENTS = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 
@@ -67,7 +68,9 @@ def _ec_key(name: str, pki: Path) -> None:
     (pki / f"{name}.key").chmod(0o600)
 
 
-def _cert(name: str, subject: str, pki: Path, *, sans: str = "", server: bool = False) -> None:
+def _cert(
+    name: str, subject: str, pki: Path, *, sans: str = "", server: bool = False, ca: str = "ca"
+) -> None:
     _ec_key(name, pki)
     usage = "serverAuth,clientAuth" if server else "clientAuth"
     ext = [
@@ -80,26 +83,36 @@ def _cert(name: str, subject: str, pki: Path, *, sans: str = "", server: bool = 
     (pki / f"{name}.ext").write_text("\n".join(ext) + "\n")
     _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)
     _openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
         "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", f"{name}.ext",
         "-out", f"{name}.crt", cwd=pki,
     )  # fmt: skip
 
 
+def _ca(name: str, cn: str, pki: Path) -> None:
+    _ec_key(name, pki)
+    _openssl(
+        "req", "-x509", "-new", "-key", f"{name}.key", "-subj", f"/CN={cn}",
+        "-days", "3650", "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        "-out", f"{name}.crt", cwd=pki,
+    )  # fmt: skip
+
+
 def make_pki(pki: Path) -> None:
-    """Generate the CA, serving and client certificates and the service-account key, once."""
-    if (pki / ".complete").exists():
+    """Generate the CAs, serving and client certificates and the service-account key, once."""
+    done = pki / f".complete-{PKI_LAYOUT}"
+    if done.exists():
         return
     shutil.rmtree(pki, ignore_errors=True)
     pki.mkdir(parents=True)
     pki.chmod(0o700)
-    _ec_key("ca", pki)
-    _openssl(
-        "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=roar-test-cluster-ca",
-        "-days", "3650", "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", "-out", "ca.crt",
-        cwd=pki,
-    )  # fmt: skip
+    _ca("ca", "roar-test-cluster-ca", pki)
+    # The aggregation layer's own CA (as kubeadm does): the apiserver proves to aggregated API
+    # servers, and to the delegated authentication of the controller-manager and scheduler, that
+    # a request comes through it.
+    _ca("front-proxy-ca", "roar-test-front-proxy-ca", pki)
+    _cert("front-proxy-client", "/CN=front-proxy-client", pki, ca="front-proxy-ca")
     local = "IP:127.0.0.1,DNS:localhost"
     _cert("etcd-server", "/CN=etcd", pki, sans=local, server=True)
     _cert("apiserver-etcd-client", "/CN=kube-apiserver-etcd-client", pki)
@@ -128,7 +141,7 @@ def make_pki(pki: Path) -> None:
     _openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     for leftover in pki.glob("*.csr"):
         leftover.unlink()
-    (pki / ".complete").touch()
+    done.touch()
 
 
 def _b64(path: Path) -> str:
@@ -397,6 +410,13 @@ def up(state: Path, bin_dir: Path, node_count: int) -> Path:
         f"--tls-cert-file={pki / 'apiserver.crt'}",
         f"--tls-private-key-file={pki / 'apiserver.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
+        f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+        f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
         f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
         f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
