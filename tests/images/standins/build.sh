@@ -28,11 +28,10 @@ MARIADB_SUITE="trixie"
 
 log() { printf '[standins] %s\n' "$*" >&2; }
 
+# hash FILE...: the recipe of one artefact, with the host CA (it is baked into the python base).
 recipe_hash() {
   {
-    cat "${BASH_SOURCE[0]}"
-    find "$HERE" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z \
-      | xargs -0 cat
+    cat "${BASH_SOURCE[0]}" "$@"
     cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true
   } | sha256sum | cut -c1-16
 }
@@ -91,52 +90,72 @@ build_mariadb_rootfs() { # rootfs
   chmod 1777 "$r"/run/mysqld
   # Listen on all interfaces inside the container (Debian binds 127.0.0.1 by default).
   sed -i -e 's/^\(bind-address\)/#&/' "$r"/etc/mysql/mariadb.conf.d/50-server.cnf
-  install -m 0644 "$HERE/mariadb/docker.cnf" "$r/etc/mysql/conf.d/docker.cnf"
-  install -m 0755 "$HERE/mariadb/docker-entrypoint.sh" "$r/usr/local/bin/docker-entrypoint.sh"
-  install -m 0755 "$HERE/mariadb/healthcheck.sh" "$r/usr/local/bin/healthcheck.sh"
   clean_rootfs "$r"
 }
 
+# The image's own files, added on top of the cached rootfs at import time, so that changing them
+# re-imports in seconds instead of debootstrapping again.
+overlay_mariadb() { # stage-dir
+  install -D -m 0644 "$HERE/mariadb/docker.cnf" "$1/etc/mysql/conf.d/docker.cnf"
+  install -D -m 0755 "$HERE/mariadb/docker-entrypoint.sh" "$1/usr/local/bin/docker-entrypoint.sh"
+  install -D -m 0755 "$HERE/mariadb/healthcheck.sh" "$1/usr/local/bin/healthcheck.sh"
+}
+
 ensure() { # name
-  local name="$1" tag hash tarball work
-  hash="$(recipe_hash)"
+  local name="$1" tag base_hash hash tarball work
   case "$name" in
     python) tag="$PYTHON_TAG" ;;
     mariadb) tag="$MARIADB_TAG" ;;
     *) log "unknown stand-in: $name"; return 2 ;;
   esac
+  base_hash="$(recipe_hash)"
+  local -a own=()
+  [[ -d "$HERE/$name" ]] && mapfile -t own < <(find "$HERE/$name" -type f | sort)
+  hash="$(recipe_hash "${own[@]}")"
   if image_is_current "$tag" "$hash"; then
     log "$tag: current (recipe $hash)"
     return 0
   fi
-  tarball="$CACHE/$name-$hash.tar"
+  tarball="$CACHE/$name-$base_hash.tar"
   if [[ ! -s "$tarball" ]]; then
-    log "$tag: debootstrapping (recipe $hash; about a minute)"
-    work="$CACHE/work/$name-$hash"
-    rm -rf "$work"
+    log "$tag: debootstrapping (base recipe $base_hash; a few minutes)"
+    rm -rf "$CACHE/work/$name-"*
+    work="$CACHE/work/$name-$base_hash"
     mkdir -p "$work"
     "build_${name}_rootfs" "$work/rootfs"
     tar --numeric-owner -C "$work/rootfs" -cf "$tarball.tmp" .
     mv "$tarball.tmp" "$tarball"
     rm -rf "$work"
     # Older recipes' tarballs are dead weight once a new one exists.
-    find "$CACHE" -maxdepth 1 -name "$name-*.tar" ! -name "$name-$hash.tar" -delete
+    find "$CACHE" -maxdepth 1 -name "$name-*.tar" ! -name "$name-$base_hash.tar" -delete
   fi
-  log "$tag: importing $tarball"
+  local import="$tarball"
+  if declare -F "overlay_$name" >/dev/null; then
+    work="$(mktemp -d "$CACHE/overlay.XXXXXX")"
+    "overlay_$name" "$work/stage"
+    cp "$tarball" "$work/image.tar"
+    # Files only, each replacing any same path (image layers may not hold duplicate paths).
+    local -a files
+    mapfile -t files < <(cd "$work/stage" && find . -type f | sort)
+    tar --delete -f "$work/image.tar" "${files[@]}" 2>/dev/null || true
+    tar --numeric-owner --owner=0 --group=0 --no-recursion -rf "$work/image.tar" \
+      -C "$work/stage" "${files[@]}"
+    import="$work/image.tar"
+  fi
+  log "$tag: importing $import"
   local -a change=(--change "LABEL roar.standin.recipe=$hash"
     --change "LABEL roar.standin.note=local-test-stand-in-not-the-official-image"
     --change "ENV LANG=C.UTF-8"
     --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
   case "$name" in
-    python)
-      change+=(--change 'CMD ["python3"]')
-      ;;
+    python) change+=(--change 'CMD ["python3"]') ;;
     mariadb)
       change+=(--change 'ENTRYPOINT ["docker-entrypoint.sh"]' --change 'CMD ["mariadbd"]'
         --change 'EXPOSE 3306' --change 'VOLUME /var/lib/mysql' --change 'STOPSIGNAL SIGTERM')
       ;;
   esac
-  podman import "${change[@]}" "$tarball" "$tag" >/dev/null
+  podman import "${change[@]}" "$import" "$tag" >/dev/null
+  [[ "$import" == "$tarball" ]] || rm -rf "$work"
   log "$tag: ready"
 }
 

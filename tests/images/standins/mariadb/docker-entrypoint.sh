@@ -21,7 +21,8 @@ die() { log ERROR "$*" >&2; exit 1; }
 
 # file_env VAR [DEFAULT]: VAR from $VAR or from the file named by $VAR_FILE (not both).
 file_env() {
-  local var="$1" fvar="${1}_FILE" def="${2:-}" val="$def"
+  local var="$1" fvar="${1}_FILE" val
+  val="${2:-}"
   if [[ -n "${!var:-}" && -n "${!fvar:-}" ]]; then
     die "both $var and $fvar are set (but are exclusive)"
   fi
@@ -36,8 +37,8 @@ file_env() {
 
 # mariadb_env NAME [DEFAULT]: MARIADB_NAME, falling back to MYSQL_NAME (each with _FILE).
 mariadb_env() {
-  local name="$1" def="${2:-}"
-  file_env "MYSQL_$name" "$def"
+  local name="$1"
+  file_env "MYSQL_$name" "${2:-}"
   local mysql_var="MYSQL_$name"
   file_env "MARIADB_$name" "${!mysql_var}"
 }
@@ -46,7 +47,7 @@ mariadb_env() {
 server_setting() { # key server-command...
   local key="$1"
   shift
-  "$@" --verbose --help 2>/dev/null | awk -v k="$key" '$1 == k { sub(/^[^ ]+ +/, ""); print; exit }'
+  "$@" --verbose --help 2>/dev/null | awk -v k="$key" 'index($0, k " ") == 1 { print $2; exit }'
 }
 
 setup_env() {
@@ -87,11 +88,11 @@ verify_minimum_env() {
   fi
 }
 
-# SQL through the socket as root; the root password (once set) goes in a defaults file on a pipe,
-# never on the command line.
+# SQL through the socket as root; once root has a password it is read from a mode-600 file that
+# exists only during initialisation, never from the command line.
 process_sql() {
   local -a opts=()
-  [[ -n "${ROOT_SQL_PASSWORD:-}" ]] && opts+=(--defaults-extra-file=<(printf '[client]\npassword="%s"\n' "$ROOT_SQL_PASSWORD"))
+  [[ -n "${ROOT_CNF:-}" ]] && opts+=(--defaults-extra-file="$ROOT_CNF")
   mariadb "${opts[@]}" --protocol=socket -uroot -hlocalhost --socket="$SOCKET" \
     --comments --binary-mode "$@"
 }
@@ -119,7 +120,7 @@ temp_server_stop() {
 init_database_dir() {
   note "Initializing database files"
   mariadb-install-db --datadir="$DATADIR" --rpm --auth-root-authentication-method=normal \
-    --skip-test-db --skip-auth-anonymous-user --default-time-zone=SYSTEM --skip-log-bin --expire-logs-days=0 \
+    --skip-test-db --default-time-zone=SYSTEM --skip-log-bin --expire-logs-days=0 \
     --loose-innodb_buffer_pool_load_at_startup=0 --loose-innodb_buffer_pool_dump_at_shutdown=0 \
     "${@:2}" >/dev/null
   note "Database files initialized"
@@ -174,6 +175,8 @@ setup_db() {
 	SET @@SESSION.SQL_MODE=REPLACE(@@SESSION.SQL_MODE, 'NO_BACKSLASH_ESCAPES', '');
 	DROP USER IF EXISTS root@'127.0.0.1', root@'::1';
 	EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\'', @@hostname,'\'');
+	DROP USER IF EXISTS ''@'localhost';
+	EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS \'\'@\'', @@hostname,'\'');
 	ALTER USER 'root'@'localhost' $root_auth;
 	$root_host_sql
 	CREATE USER 'healthcheck'@'127.0.0.1' IDENTIFIED BY '$hc_pw';
@@ -185,8 +188,11 @@ setup_db() {
   umask 077
   printf '[mariadb-client]\nport=%s\nsocket=%s\nuser=healthcheck\npassword=%s\nprotocol=tcp\n' \
     "$PORT" "$SOCKET" "$hc_pw" >"$DATADIR/.my-healthcheck.cnf"
+  if [[ -n "$MARIADB_ROOT_PASSWORD" ]]; then
+    ROOT_CNF="$(mktemp /run/mysqld/.root-XXXXXX.cnf)"
+    printf '[client]\npassword="%s"\n' "${MARIADB_ROOT_PASSWORD//\"/\\\"}" >"$ROOT_CNF"
+  fi
   umask 022
-  ROOT_SQL_PASSWORD="$MARIADB_ROOT_PASSWORD"
 }
 
 process_init_files() {
@@ -236,6 +242,8 @@ main() {
     process_init_files
     note "Stopping temporary server"
     temp_server_stop
+    [[ -n "${ROOT_CNF:-}" ]] && rm -f "$ROOT_CNF"
+    unset ROOT_CNF
     note "Temporary server stopped"
     echo
     note "MariaDB init process done. Ready for start up."

@@ -1,0 +1,150 @@
+"""Helpers for the images tier: commands, free loopback ports, HTTP polling.
+
+Everything here drives real tools (podman, docker, docker compose); nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("ROAR_CACHE_DIR", "/var/cache/roar"))
+CONTAINERS_CONF = CACHE / "containers.conf"
+STANDINS = REPO / "tests" / "images" / "standins" / "build.sh"
+SETUP = REPO / "scripts" / "setup" / "containers.sh"
+
+
+class CommandError(AssertionError):
+    """A command failed; the message carries its output so the test report shows why."""
+
+
+def run(
+    args: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float = 120,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        list(args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise CommandError(
+            f"{' '.join(args)} -> exit {proc.returncode}\n"
+            f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def run_logged(
+    args: Sequence[str],
+    log: Path,
+    *,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> None:
+    """Long commands (builds): output to a log file, its tail in the failure message."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as fh:
+        proc = subprocess.run(
+            list(args),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            check=False,
+        )
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-6000:]
+        raise CommandError(f"{' '.join(args)} -> exit {proc.returncode} (log {log})\n{tail}")
+
+
+def free_port() -> int:
+    """A port that is free on 127.0.0.1 right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Reply:
+    status: int
+    body: str
+    headers: dict[str, str]
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+def http(
+    method: str,
+    url: str,
+    body: object | None = None,
+    timeout: float = 5,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    data = None
+    hdrs = dict(headers or {})
+    if body is not None:
+        data = json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return Reply(resp.status, resp.read().decode(), dict(resp.headers))
+    except urllib.error.HTTPError as exc:
+        return Reply(exc.code, exc.read().decode(errors="replace"), dict(exc.headers))
+
+
+def get(url: str, timeout: float = 5) -> Reply:
+    return http("GET", url, timeout=timeout)
+
+
+def wait_for(
+    what: str, probe: Callable[[], bool], timeout: float = 60, interval: float = 0.5
+) -> float:
+    """Polls probe until it is true; returns the seconds it took, fails after timeout."""
+    start = time.monotonic()
+    last: BaseException | None = None
+    while time.monotonic() - start < timeout:
+        try:
+            if probe():
+                return time.monotonic() - start
+        except (OSError, CommandError) as exc:  # not up yet
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last error: {last}")
+
+
+def http_ok(url: str, status: int = 200) -> Callable[[], bool]:
+    return lambda: get(url, timeout=3).status == status
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+def git_revision() -> str:
+    proc = run(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
