@@ -1,0 +1,360 @@
+"""Pure functions: a RoarApp in, desired children, drift patches and status out.
+
+Nothing here talks to the API. The children come from the same builders the kustomize base is
+rendered from (:mod:`roar.kube.builders`); this module only maps the RoarApp spec onto
+:class:`~roar.kube.spec.RoarSpec` and adds what belongs to the operator (owner references, the
+managed-by label, the generated Secret).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from roar.kube import builders, names
+from roar.kube import labels as lb
+from roar.kube.spec import ExternalDatabase, Resources, RoarSpec, SecretKeyRef
+from roar.operator import settings as st
+
+__all__ = [
+    "InvalidSpec",
+    "Observed",
+    "compute_status",
+    "desired_objects",
+    "drift_patch",
+    "generate_password",
+    "owner_reference",
+    "passwords_from",
+    "to_roar_spec",
+]
+
+Obj = dict[str, Any]
+
+#: Fields Kubernetes refuses to change after creation; drift there is not ours to repair.
+IMMUTABLE: dict[str, tuple[tuple[str, ...], ...]] = {
+    "Deployment": (("spec", "selector"),),
+    "StatefulSet": (
+        ("spec", "selector"),
+        ("spec", "serviceName"),
+        ("spec", "volumeClaimTemplates"),
+    ),
+    "Service": (("spec", "clusterIP"),),
+    "PodDisruptionBudget": (),
+}
+
+
+class InvalidSpec(ValueError):
+    """The RoarApp asks for something the builders refuse; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the operator saw of an app's children after applying them."""
+
+    deployment: Mapping[str, Any] | None = None
+    statefulset: Mapping[str, Any] | None = None
+    pods: Sequence[Mapping[str, Any]] = ()
+    #: Failures while applying, as (object, message); they make the app Degraded.
+    errors: Sequence[tuple[str, str]] = field(default_factory=tuple)
+
+
+def _get(obj: Mapping[str, Any] | None, *path: str, default: Any = None) -> Any:
+    for key in path:
+        if not isinstance(obj, Mapping) or key not in obj:
+            return default
+        obj = obj[key]
+    return obj
+
+
+def _resources(raw: Mapping[str, Any] | None, default: Resources) -> Resources:
+    if not raw:
+        return default
+    return Resources(
+        cpu_request=str(_get(raw, "requests", "cpu", default=default.cpu_request)),
+        memory_request=str(_get(raw, "requests", "memory", default=default.memory_request)),
+        cpu_limit=str(_get(raw, "limits", "cpu", default=default.cpu_limit)),
+        memory_limit=str(_get(raw, "limits", "memory", default=default.memory_limit)),
+    )
+
+
+def to_roar_spec(app: Mapping[str, Any], defaults: st.OperatorSettings) -> RoarSpec:
+    """Map a RoarApp onto the builders' spec. The CRD's schema defaults are repeated here as
+    fallbacks so a RoarApp that skipped defaulting (an older CRD, a test double) still works."""
+    meta, spec = app.get("metadata", {}), app.get("spec") or {}
+    db = spec.get("database") or {}
+    managed, external = db.get("managed") or {}, db.get("external")
+    if managed and external:
+        raise InvalidSpec("spec.database: set managed or external, not both")
+    token = spec.get("apiToken")
+    ext = None
+    if external:
+        ext = ExternalDatabase(
+            secret=external["secretName"],
+            url_key=external.get("urlKey"),
+            host_key=external.get("hostKey", "host"),
+            user_key=external.get("userKey", "user"),
+            password_key=external.get("passwordKey", "password"),
+            port=int(external.get("port", names.DB_PORT)),
+        )
+    tag = _get(spec, "image", "tag") or defaults.default_tag
+    kwargs: dict[str, Any] = {
+        "instance": meta["name"],
+        "namespace": meta["namespace"],
+        "replicas": int(spec.get("replicas", 2)),
+        "image": _get(spec, "image", "repository") or defaults.web_image,
+        "tag": tag,
+        "image_pull_policy": _get(spec, "image", "pullPolicy") or "IfNotPresent",
+        "flavor": spec.get("flavor", "v1"),
+        "service_type": _get(spec, "service", "type") or "ClusterIP",
+        "node_port": _get(spec, "service", "nodePort"),
+        # The operator keeps exactly spec.replicas pods (lab 9); no HPA competes with it.
+        "autoscaling": False,
+        "web_resources": _resources(spec.get("resources"), Resources()),
+        "db_image": _get(managed, "image", "repository") or defaults.db_image,
+        "db_tag": _get(managed, "image", "tag"),
+        "db_storage_size": _get(managed, "storage", "size") or "1Gi",
+        "db_storage_class": _get(managed, "storage", "storageClassName"),
+        "db_resources": _resources(
+            managed.get("resources"), Resources("100m", "256Mi", "1", "512Mi")
+        ),
+        # Per-app name: several RoarApps may share a namespace, so no bare `mysql`.
+        "db_service_name": None,
+        "database": db.get("name", names.DEFAULT_DATABASE),
+        "db_user": managed.get("user", names.DEFAULT_USER),
+        "api_token_secret": SecretKeyRef(token["secretName"], token.get("key", "token"))
+        if token
+        else None,
+        "log_format": spec.get("logFormat", "json"),
+        "external_db": ext,
+        "db_claim_retention": None
+        if ext
+        else ("Delete" if managed.get("deleteClaimOnDelete", False) else "Retain"),
+    }
+    try:
+        return RoarSpec(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise InvalidSpec(str(exc)) from exc
+
+
+def owner_reference(app: Mapping[str, Any]) -> Obj:
+    """The controller reference that lets garbage collection remove a child with its app."""
+    meta = app["metadata"]
+    return {
+        "apiVersion": st.API_VERSION,
+        "kind": st.KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def passwords_from(secret: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The db passwords an existing Secret holds; any missing one is generated (once: the Secret
+    is then written with it, so later reconciles read it back)."""
+    data = (secret or {}).get("data") or {}
+
+    def read(key: str) -> str:
+        value = data.get(key)
+        return base64.b64decode(value).decode() if value else generate_password()
+
+    return read(names.MYSQL_PASSWORD), read(names.MYSQL_ROOT_PASSWORD)
+
+
+def _to_data(secret: Obj) -> Obj:
+    # `data`, not `stringData`: the API stores only `data`, so comparing with it is exact.
+    secret = dict(secret)
+    string_data = secret.pop("stringData")
+    secret["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()}
+    return secret
+
+
+def _own(obj: Obj, app: Mapping[str, Any]) -> Obj:
+    obj = copy.deepcopy(obj)
+    meta = obj["metadata"]
+    meta["labels"][lb.MANAGED_BY] = st.MANAGED_BY
+    meta["ownerReferences"] = [owner_reference(app)]
+    template = _get(obj, "spec", "template", "metadata")
+    if template is not None:
+        # Pods carry it too, so one label selects everything the operator watches.
+        template["labels"][lb.MANAGED_BY] = st.MANAGED_BY
+    return obj
+
+
+def desired_objects(
+    app: Mapping[str, Any], spec: RoarSpec, *, passwords: tuple[str, str] | None
+) -> list[Obj]:
+    """Every child of one app, in creation order (config and credentials before workloads).
+
+    ``passwords`` is needed for a managed database and ignored for an external one.
+    """
+    objects: list[Obj] = [builders.build_service_account(spec), builders.build_configmap(spec)]
+    if spec.external_db is None:
+        if passwords is None:
+            raise ValueError("passwords: required for a managed database")
+        password, root = passwords
+        objects.append(
+            _to_data(builders.build_db_secret(spec, password=password, root_password=root))
+        )
+        objects.extend(builders.build_db_services(spec))
+        objects.append(builders.build_db_statefulset(spec))
+    objects += [
+        builders.build_web_service(spec),
+        builders.build_web_deployment(spec),
+        builders.build_pdb(spec),
+    ]
+    return [_own(obj, app) for obj in objects]
+
+
+def _is_subset(desired: Any, actual: Any) -> bool:
+    """True when every field the operator sets has that value (the API adds defaults freely)."""
+    if isinstance(desired, Mapping):
+        return isinstance(actual, Mapping) and all(
+            k in actual and _is_subset(v, actual[k]) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(actual, list)
+            and len(desired) == len(actual)
+            and all(_is_subset(d, a) for d, a in zip(desired, actual, strict=True))
+        )
+    return bool(desired == actual)
+
+
+def _mutable(obj: Obj) -> Obj:
+    out = copy.deepcopy(obj)
+    for path in IMMUTABLE.get(obj["kind"], ()):
+        parent = _get(out, *path[:-1])
+        if isinstance(parent, dict):
+            parent.pop(path[-1], None)
+    meta = out["metadata"]
+    out["metadata"] = {"labels": meta["labels"], "ownerReferences": meta["ownerReferences"]}
+    out.pop("apiVersion"), out.pop("kind")
+    return out
+
+
+def drift_patch(desired: Obj, actual: Mapping[str, Any]) -> Obj | None:
+    """The JSON merge patch that brings ``actual`` back to ``desired``, or None when it has not
+    drifted. A merge patch replaces lists whole, so a container list comes back exactly as
+    built; maps merge, so labels and annotations others add (kubectl rollout restart) stay."""
+    wanted = _mutable(desired)
+    return None if _is_subset(wanted, actual) else wanted
+
+
+def _condition(
+    kind: str, status: bool, reason: str, message: str, previous: Sequence[Mapping[str, Any]],
+    now: str, generation: int | None,
+) -> Obj:  # fmt: skip
+    value = "True" if status else "False"
+    old = next((c for c in previous if c.get("type") == kind), None)
+    # lastTransitionTime moves only when the status flips, as the API conventions ask.
+    since = old["lastTransitionTime"] if old and old.get("status") == value else now
+    cond: Obj = {
+        "type": kind,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    return cond
+
+
+def _pod_is_live(pod: Mapping[str, Any]) -> bool:
+    return not _get(pod, "metadata", "deletionTimestamp") and _get(
+        pod, "status", "phase", default="Pending"
+    ) in ("Pending", "Running")
+
+
+def compute_status(
+    app: Mapping[str, Any], spec: RoarSpec | None, observed: Observed, *, now: str,
+    invalid: str | None = None,
+) -> Obj:  # fmt: skip
+    """The whole status subresource from what was observed; pure, so a test can pin it."""
+    generation = _get(app, "metadata", "generation")
+    previous = _get(app, "status", "conditions", default=[]) or []
+    status: Obj = {}
+    if generation is not None:
+        status["observedGeneration"] = generation
+
+    def conditions(ready: tuple[bool, str, str], progressing: tuple[bool, str, str],
+                   degraded: tuple[bool, str, str]) -> list[Obj]:  # fmt: skip
+        return [
+            _condition(st.READY, *ready, previous, now, generation),
+            _condition(st.PROGRESSING, *progressing, previous, now, generation),
+            _condition(st.DEGRADED, *degraded, previous, now, generation),
+        ]
+
+    if invalid is not None or spec is None:
+        status["conditions"] = conditions(
+            (False, "InvalidSpec", invalid or "invalid spec"),
+            (False, "InvalidSpec", "fix the spec; nothing was changed"),
+            (True, "InvalidSpec", invalid or "invalid spec"),
+        )
+        return status
+
+    dep = observed.deployment or {}
+    want = spec.replicas
+    ready = int(_get(dep, "status", "readyReplicas", default=0) or 0)
+    updated = int(_get(dep, "status", "updatedReplicas", default=0) or 0)
+    total = int(_get(dep, "status", "replicas", default=0) or 0)
+    dep_gen_seen = _get(dep, "status", "observedGeneration", default=0) >= _get(
+        dep, "metadata", "generation", default=0
+    )
+    pods = sorted(_get(p, "metadata", "name") for p in observed.pods if _pod_is_live(p))
+    status["replicas"] = want
+    status["readyReplicas"] = ready
+    status["podNames"] = pods
+    status["url"] = (
+        f"http://{names.web_name(spec.instance)}.{spec.namespace}.svc:"
+        f"{names.WEB_SERVICE_PORT}{names.PAGE_PATH}"
+    )
+
+    db_ready = spec.external_db is not None or (
+        int(_get(observed.statefulset, "status", "readyReplicas", default=0) or 0) >= 1
+    )
+    rollout_done = bool(dep) and dep_gen_seen and updated == want and total == want
+    web_ready = rollout_done and ready == want
+    dep_conds = {c.get("type"): c for c in _get(dep, "status", "conditions", default=[]) or []}
+    stuck = dep_conds.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded"
+    failure = dep_conds.get("ReplicaFailure", {}).get("status") == "True"
+
+    if observed.errors:
+        what, msg = observed.errors[0]
+        degraded = (True, "ApplyFailed", f"{what}: {msg}")
+    elif stuck:
+        degraded = (True, "ProgressDeadlineExceeded", dep_conds["Progressing"].get("message", ""))
+    elif failure:
+        degraded = (True, "ReplicaFailure", dep_conds["ReplicaFailure"].get("message", ""))
+    else:
+        degraded = (False, "AsExpected", "all children applied")
+
+    if web_ready and db_ready:
+        ready_c = (True, "AllReplicasReady", f"{ready}/{want} web pods ready, database ready")
+        progressing = (False, "Complete", "nothing to do")
+    else:
+        if not db_ready:
+            reason, msg = "WaitingForDatabase", "the database is not ready yet"
+        elif not rollout_done:
+            reason, msg = "RollingOut", f"{updated}/{want} web pods updated, {total} exist"
+        else:
+            reason, msg = "WaitingForPods", f"{ready}/{want} web pods ready"
+        ready_c = (False, reason, msg)
+        progressing = (not degraded[0], reason, msg)
+    status["conditions"] = conditions(ready_c, progressing, degraded)
+    return status
+
+
+def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether writing ``new`` would change anything (skipping writes keeps restarts silent)."""
+    old = old or {}
+    return any(old.get(k) != v for k, v in new.items())
