@@ -179,3 +179,16 @@ def test_service_gets_a_cluster_ip(kube_cluster: KubeCluster, namespace: str) ->
             "-o", "name").stdout.strip() != "",
         what="the Service's EndpointSlice (made by the controller-manager)",
     )  # fmt: skip
+
+
+def test_hpa_controller_enforces_min_replicas(kube_cluster: KubeCluster, namespace: str) -> None:
+    """The HPA controller runs with its own credentials and may scale (there are no metrics
+    here, so only its min/max bounds can act)."""
+    k = kube_cluster.kubectl
+    k("create", "deployment", "scaled", f"--image={IMAGE}", "--replicas=1", "-n", namespace)
+    k("autoscale", "deployment", "scaled", "--min=3", "--max=4", "--cpu=80", "-n", namespace)
+    k("wait", "--for=jsonpath={.spec.replicas}=3", "deployment/scaled", "-n", namespace,
+      "--timeout=90s")  # fmt: skip
+    k("rollout", "status", "deployment/scaled", "-n", namespace, "--timeout=90s")
+    hpa = kube_cluster.kubectl_json("get", "hpa", "scaled", "-n", namespace)
+    assert {c["type"] for c in hpa["status"].get("conditions", [])} >= {"AbleToScale"}

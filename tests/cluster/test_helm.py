@@ -31,7 +31,7 @@ def release_ns(kube_cluster: KubeCluster) -> Iterator[str]:
         pytest.skip(f"{CHART.relative_to(CHART.parents[3])} does not exist yet")
     ns = f"helm-{uuid.uuid4().hex[:6]}"
     yield ns
-    kube_cluster.helm("uninstall", RELEASE, "-n", ns, "--wait=false", check=False)
+    kube_cluster.helm("uninstall", RELEASE, "-n", ns, check=False)
     kube_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 

@@ -353,7 +353,7 @@ def resolve_bin_dir(bin_dir: str | None) -> Path:
 
 
 def up(state: Path, bin_dir: Path, node_count: int) -> Path:
-    started = time.monotonic()
+    t0 = time.monotonic()
     kubeconfig = state / "kubeconfig"
     if (state / "cluster.json").exists():
         info = json.loads((state / "cluster.json").read_text())
@@ -493,11 +493,25 @@ def up(state: Path, bin_dir: Path, node_count: int) -> Path:
         lambda: bool(_kubectl(bin_dir, kubeconfig, "get", "serviceaccount", "default")),
         state,
     )
-    log(f"ready in {time.monotonic() - started:.1f} s: {server} (KUBECONFIG={kubeconfig})")
+    log(f"ready in {time.monotonic() - t0:.1f} s: {server} (KUBECONFIG={kubeconfig})")
     return kubeconfig
 
 
+def _provisioned_dirs(state: Path) -> list[Path]:
+    """The hostPath provisioner's directories of this cluster's PVs, asked of a running apiserver
+    (/tmp/hostpath_pv is shared with any other cluster on the machine)."""
+    try:
+        info = json.loads((state / "cluster.json").read_text())
+        out = _kubectl(Path(info["bin_dir"]), state / "kubeconfig", "get", "pv", "-o", "json",
+                       "--request-timeout=5s")  # fmt: skip
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError):
+        return []
+    paths = [pv["spec"].get("hostPath", {}).get("path", "") for pv in json.loads(out)["items"]]
+    return [Path(p) for p in paths if p.startswith("/tmp/hostpath_pv/")]
+
+
 def down(state: Path, *, purge: bool) -> None:
+    leftovers = _provisioned_dirs(state)
     for name, (pid, started) in _recorded(state).items():
         if _alive(pid, started):
             os.kill(pid, signal.SIGTERM)
@@ -508,6 +522,8 @@ def down(state: Path, *, purge: bool) -> None:
                 os.kill(pid, signal.SIGKILL)
             log(f"stopped {name} (pid {pid})")
         (state / "pids" / name).unlink(missing_ok=True)
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
     # A fresh etcd every `up`: tests start from a clean cluster. Certificates are kept for speed.
     shutil.rmtree(state / "etcd", ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
@@ -532,12 +548,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "up":
             bin_dir = resolve_bin_dir(args.bin_dir)
-            try:
-                print(up(state, bin_dir, args.nodes))
-            except BaseException:
-                log(f"start-up failed; logs are in {state / 'logs'}; stopping what started")
-                down(state, purge=False)
-                raise
+            for attempt in (1, 2):
+                try:
+                    print(up(state, bin_dir, args.nodes))
+                    break
+                except BaseException as exc:
+                    log(f"start-up failed ({exc}); logs are in {state / 'logs'}; stopping it")
+                    down(state, purge=False)
+                    # One retry: a free port can be taken by another process before ours binds.
+                    if attempt == 2 or not isinstance(exc, RuntimeError | TimeoutError):
+                        raise
         else:
             down(state, purge=args.purge)
     except (RuntimeError, TimeoutError, FileNotFoundError, subprocess.CalledProcessError) as exc:
