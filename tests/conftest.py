@@ -7,14 +7,13 @@ Each test directory is a tier and gets its marker automatically (tests/api -> ``
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from support.mariadb import MariaDB
-from support.roar import RoarServer, roar_command
+from support.roar import RoarServer, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 TIERS = {"unit", "api", "db", "web", "images", "manifests", "cluster", "operator"}
@@ -42,12 +41,6 @@ def mariadb() -> Iterator[MariaDB]:
         yield server
 
 
-def migrate(env: dict[str, str]) -> None:
-    """``roar db upgrade --seed`` against the database ``env`` names."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("ROAR_", "MYSQL_"))} | env
-    subprocess.run(
-        [*roar_command(), "db", "upgrade", "--seed"], env=full, check=True, capture_output=True
-    )
 
 
 class Backend:

@@ -202,6 +202,32 @@ def render(what: str, directory: str | None) -> None:
         raise click.ClickException("render failed")
 
 
+# Operator --------------------------------------------------------------------------------
+
+
+@cli.group()
+def operator() -> None:
+    """The RoarApp operator (kopf)."""
+
+
+@operator.command("run")
+@click.option("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config).")
+@click.option("-n", "--namespace", help="Namespace to watch.")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Watch every namespace.")
+@click.option("--metrics-host", help="Address of the metrics endpoint.")
+@click.option("--metrics-port", type=int, help="Port of the metrics endpoint.")
+@click.option("--liveness", help="Liveness endpoint, e.g. http://0.0.0.0:8091/healthz.")
+@click.option("-v", "--verbose", is_flag=True)
+def operator_run(kubeconfig: str | None, namespace: str | None, all_namespaces: bool,
+                 metrics_host: str | None, metrics_port: int | None, liveness: str | None,
+                 verbose: bool) -> None:
+    """Run the operator against the current kubeconfig until SIGINT/SIGTERM."""
+    from roar.operator.runner import run
+
+    run(kubeconfig, namespace, all_namespaces, metrics_host=metrics_host,
+        metrics_port=metrics_port, liveness=liveness, verbose=verbose)
+
+
 # API client ------------------------------------------------------------------------------
 
 from roar.client_cli import agents  # noqa: E402  (the group lives beside its HTTP client)
@@ -209,9 +235,9 @@ from roar.client_cli import agents  # noqa: E402  (the group lives beside its HT
 cli.add_command(agents)
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("roar: error: aborted", err=True)
         sys.exit(1)

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from conftest import migrate
 from support.mariadb import MariaDB
-from support.roar import RoarServer
+from support.roar import RoarServer, migrate
 
 TTL = 1.0
 SLACK = 0.4  # scheduling on a busy 2-core machine

@@ -9,9 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from conftest import migrate
 from support.mariadb import MariaDB
-from support.roar import RoarServer
+from support.roar import RoarServer, migrate
 
 
 @pytest.fixture()

@@ -10,10 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from conftest import migrate
 from roar.db.schema import metadata
 from support.mariadb import MariaDB
-from support.roar import roar_command
+from support.roar import migrate, roar_command
 
 COLUMNS = (
     "SELECT column_name, column_type, is_nullable, column_default, column_comment "

@@ -7,7 +7,7 @@ import base64
 
 import kmock
 
-from conftest import NS, ROARAPPS, Operator, eventually, roarapp
+from support.operator_kmock import NS, ROARAPPS, Operator, eventually, roarapp
 from roar.kube import labels as lb
 from roar.kube import names
 

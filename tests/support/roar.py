@@ -14,11 +14,22 @@ import httpx
 
 from support.net import free_port
 
-__all__ = ["RoarServer", "roar_command"]
+__all__ = ["RoarServer", "migrate", "roar_command"]
 
 
 def roar_command() -> list[str]:
     return [sys.executable, "-m", "roar"]
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment without ROAR's or MySQL's settings (each test sets its own)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("ROAR_", "MYSQL_"))}
+
+
+def migrate(env: dict[str, str]) -> None:
+    """``roar db upgrade --seed`` against the database ``env`` names."""
+    subprocess.run([*roar_command(), "db", "upgrade", "--seed"], env=_clean_env() | env,
+                   check=True, capture_output=True)
 
 
 @dataclass
