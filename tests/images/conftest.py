@@ -49,7 +49,8 @@ class Images:
 @pytest.fixture(scope="session")
 def podman() -> None:
     """podman configured for these machines (runc, cgroupfs, ulimits) with the stand-in bases."""
-    if not (have("podman") and CONTAINERS_CONF.exists()):
+    compose = have("docker") and run(["docker", "compose", "version"], check=False).returncode == 0
+    if not (have("podman") and have("dockerd") and compose and CONTAINERS_CONF.exists()):
         run(["bash", str(SETUP), "--no-standins"], timeout=900)
     os.environ["CONTAINERS_CONF"] = str(CONTAINERS_CONF)
     run(["bash", str(STANDINS), "all"], timeout=1200)

@@ -16,6 +16,10 @@ import pytest
 from .conftest import Images
 from .helpers import REPO, CommandError, free_port, get, http, http_ok, run, wait_for
 
+# Generous: the first test of a cold run also pays for the session's image builds.
+pytestmark = pytest.mark.timeout(1800)
+
+
 WOODY = {
     "name": "Woody Woodpecker",
     "species": "bird",

@@ -12,6 +12,10 @@ import pytest
 from .conftest import Containers, DbCredentials, Images, inspect, podman_exec, wait_db_healthy
 from .helpers import free_port, run
 
+# Generous: the first test of a cold run also pays for the session's image builds.
+pytestmark = pytest.mark.timeout(1800)
+
+
 SEED_NAMES = ["Road Runner", "Scooby", "Perry", "Mr. Krabs", "Bugs Bunny"]
 
 

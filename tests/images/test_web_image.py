@@ -9,6 +9,10 @@ import pytest
 from .conftest import Containers, Images, inspect, podman_exec
 from .helpers import free_port, get, http_ok, run, wait_for
 
+# Generous: the first test of a cold run also pays for the session's image builds.
+pytestmark = pytest.mark.timeout(1800)
+
+
 HARDENED = [
     "--read-only",
     "--tmpfs",
