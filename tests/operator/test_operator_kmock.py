@@ -7,9 +7,9 @@ import base64
 
 import kmock
 
-from support.operator_kmock import NS, ROARAPPS, Operator, eventually, roarapp
 from roar.kube import labels as lb
 from roar.kube import names
+from support.operator_kmock import NS, ROARAPPS, Operator, eventually, roarapp
 
 APP = "roarapp-sample"
 WEB = names.web_name(APP)
