@@ -63,6 +63,20 @@ def test_workshop_mysql_command_shows_the_five_seed_rows(
     ]
 
 
+def test_mysql_command_names_exist(db: tuple[str, int]) -> None:
+    """MariaDB 11 images ship only mariadb* names (the stand-in too); the image adds mysql*."""
+    name, _ = db
+    found = podman_exec(
+        name, "sh", "-c", "for n in mysql mysqladmin mysqldump; do command -v $n; done"
+    ).stdout.split()
+    assert found == [
+        "/usr/local/bin/mysql",
+        "/usr/local/bin/mysqladmin",
+        "/usr/local/bin/mysqldump",
+    ]
+    assert "mariadb" in podman_exec(name, "mysqladmin", "--version").stdout.lower()
+
+
 def test_init_sql_agrees_with_roar_db_sql(db: tuple[str, int], images: Images) -> None:
     """The image carries exactly what `roar db sql` of this source tree prints."""
     name, _ = db

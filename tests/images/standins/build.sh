@@ -88,6 +88,8 @@ build_mariadb_rootfs() { # rootfs
   mkdir -p "$r"/var/lib/mysql "$r"/run/mysqld "$r"/docker-entrypoint-initdb.d
   chroot "$r" chown -R mysql:mysql /var/lib/mysql /run/mysqld
   chmod 1777 "$r"/run/mysqld
+  # The official MariaDB 11 images no longer ship the mysql* command names; nor does the stand-in.
+  find "$r/usr/bin" "$r/usr/sbin" -maxdepth 1 -name 'mysql*' -type l -delete
   # Listen on all interfaces inside the container (Debian binds 127.0.0.1 by default).
   sed -i -e 's/^\(bind-address\)/#&/' "$r"/etc/mysql/mariadb.conf.d/50-server.cnf
   clean_rootfs "$r"
