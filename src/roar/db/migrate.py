@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,28 +25,26 @@ def alembic_config(url: str | None = None, *, buffer: io.StringIO | None = None)
     return cfg
 
 
-async def upgrade(engine: AsyncEngine) -> None:
-    """Migrate the database behind ``engine`` to the newest revision."""
+async def _run(engine: AsyncEngine, step: Callable[[Config, str], None], revision: str) -> None:
+    """Run an Alembic command on one of ``engine``'s connections (Alembic itself is sync)."""
 
-    def _run(connection) -> None:  # type: ignore[no-untyped-def]
+    def on_connection(connection: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+        step(cfg, revision)
 
     async with engine.begin() as conn:
-        await conn.run_sync(_run)
+        await conn.run_sync(on_connection)
+
+
+async def upgrade(engine: AsyncEngine) -> None:
+    """Migrate the database behind ``engine`` to the newest revision."""
+    await _run(engine, command.upgrade, "head")
 
 
 async def downgrade_to_base(engine: AsyncEngine) -> None:
     """Undo every migration (drops ROAR's tables)."""
-
-    def _run(connection) -> None:  # type: ignore[no-untyped-def]
-        cfg = alembic_config()
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "base")
-
-    async with engine.begin() as conn:
-        await conn.run_sync(_run)
+    await _run(engine, command.downgrade, "base")
 
 
 async def seed(engine: AsyncEngine) -> int:

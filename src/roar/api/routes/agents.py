@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -79,6 +81,17 @@ def _stale(agent_id: int) -> ApiError:
     )
 
 
+@contextlib.contextmanager
+def _answers_for(agent_id: int) -> Iterator[None]:
+    """Turn the queries' outcomes for one agent into 404 and 412 answers."""
+    try:
+        yield
+    except crud.NotFound:
+        raise _not_found(agent_id) from None
+    except crud.VersionMismatch:
+        raise _stale(agent_id) from None
+
+
 @router.get("", response_model=AgentsPage, summary="List agents, filtered, sorted and paged")
 async def list_agents(
     engine: EngineDep,
@@ -101,11 +114,9 @@ async def list_agents(
 
 @router.get("/{agent_id}", response_model=AgentPublic, summary="One agent, with its ETag")
 async def get_agent(engine: EngineDep, agent_id: int) -> Response:
-    async with engine.connect() as conn:
-        try:
+    with _answers_for(agent_id):
+        async with engine.connect() as conn:
             row = await crud.get_agent(conn, agent_id=agent_id)
-        except crud.NotFound:
-            raise _not_found(agent_id) from None
     return _answer(AgentPublic.from_row(row))
 
 
@@ -136,15 +147,11 @@ async def replace_agent(
     engine: EngineDep, cache: CacheDep, agent_id: int, agent: AgentCreate, if_match: IfMatch = None
 ) -> Response:
     expected = _expected_version(if_match)
-    async with engine.begin() as conn:
-        try:
+    with _answers_for(agent_id):
+        async with engine.begin() as conn:
             row = await crud.update_agent(
                 conn, agent_id=agent_id, values=agent.to_row(), expected_version=expected
             )
-        except crud.NotFound:
-            raise _not_found(agent_id) from None
-        except crud.VersionMismatch:
-            raise _stale(agent_id) from None
     cache.invalidate()
     return _answer(AgentPublic.from_row(row))
 
@@ -161,30 +168,23 @@ async def patch_agent(
     expected = _expected_version(if_match)
     changes = patch.model_dump(exclude_unset=True)
     for attempt in range(_PATCH_RETRIES):
-        async with engine.begin() as conn:
-            try:
+        with _answers_for(agent_id):
+            async with engine.begin() as conn:
                 current = AgentPublic.from_row(await crud.get_agent(conn, agent_id=agent_id))
-            except crud.NotFound:
-                raise _not_found(agent_id) from None
-            if expected is not None and current.version != expected:
-                raise _stale(agent_id)
-            merged = current.model_dump(include=set(FIELD_COLUMNS)) | changes
-            agent = _validate_merged(merged)
-            try:
-                row = await crud.update_agent(
-                    conn,
-                    agent_id=agent_id,
-                    values=agent.to_row(),
-                    expected_version=current.version,
-                )
-            except crud.NotFound:
-                raise _not_found(agent_id) from None
-            except crud.VersionMismatch:
-                # Changed between our read and write: the merge is stale. Without If-Match,
-                # merge again onto the new version; with it, the client must decide.
-                if expected is not None or attempt == _PATCH_RETRIES - 1:
-                    raise _stale(agent_id) from None
-                continue
+                if expected is not None and current.version != expected:
+                    raise _stale(agent_id)
+                agent = _validate_merged(current.model_dump(include=set(FIELD_COLUMNS)) | changes)
+                try:
+                    row = await crud.update_agent(
+                        conn, agent_id=agent_id, values=agent.to_row(),
+                        expected_version=current.version,
+                    )  # fmt: skip
+                except crud.VersionMismatch:
+                    # Changed between our read and write: the merge is stale. Without If-Match,
+                    # merge again onto the new version; with it, the client must decide.
+                    if expected is not None or attempt == _PATCH_RETRIES - 1:
+                        raise
+                    continue
         cache.invalidate()
         return _answer(AgentPublic.from_row(row))
     raise _stale(agent_id)  # pragma: no cover - the loop always returns or raises
@@ -200,12 +200,8 @@ async def delete_agent(
     engine: EngineDep, cache: CacheDep, agent_id: int, if_match: IfMatch = None
 ) -> Response:
     expected = _expected_version(if_match)
-    async with engine.begin() as conn:
-        try:
+    with _answers_for(agent_id):
+        async with engine.begin() as conn:
             await crud.delete_agent(conn, agent_id=agent_id, expected_version=expected)
-        except crud.NotFound:
-            raise _not_found(agent_id) from None
-        except crud.VersionMismatch:
-            raise _stale(agent_id) from None
     cache.invalidate()
     return Response(status_code=204)
