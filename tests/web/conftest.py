@@ -96,7 +96,9 @@ def registry(mariadb: MariaDB, tmp_path_factory: pytest.TempPathFactory) -> Iter
     reg.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this thread
+# while it is open, which would break the asyncio tests of any tier collected after the web tier.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/setup/browser.sh")
