@@ -58,3 +58,18 @@ def test_legacy_json_orders_keys_and_drops_nulls() -> None:
         b'[{"id":7,"NAME":"A","SPECIES":"b","SRVSTART":"2000-01-01","ADVNAME":"C"}]'
     )
     assert legacy_json([row], with_id=False).startswith(b'[{"NAME":"A"')
+
+
+async def test_refresher_keeps_the_snapshot_fresh_without_requests_waiting() -> None:
+    load, calls = _loader([])
+    cache = AgentsCache(load, ttl=0.2)
+    await cache.get()
+    task = asyncio.create_task(cache.refresh_forever())
+    try:
+        await asyncio.sleep(0.55)
+        assert calls["n"] >= 3  # the first read, then one about every ttl / 2
+        before = calls["n"]
+        await asyncio.gather(*(cache.get() for _ in range(20)))
+        assert calls["n"] == before  # served from the refreshed snapshot
+    finally:
+        task.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -45,9 +46,11 @@ def create_app(settings: Settings) -> FastAPI:
             flavor=settings.flavor.value,
             commit=settings.build_commit or "unknown",
         )
+        refresher = asyncio.create_task(app.state.cache.refresh_forever())
         try:
             yield
         finally:
+            refresher.cancel()
             await engine.dispose()
 
     app = FastAPI(
