@@ -5,7 +5,9 @@ loaded into dockerd. Tests run in file order: they walk one stack through its li
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,6 +39,63 @@ LEGACY_AGENT = {
     "ADVERSARY_NAME": "Elmer Fudd",
     "ADVERSARY_TECH": "duck season signs",
 }
+
+
+def compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
+    # `config` needs no engine: it parses, interpolates and validates the file.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "ROAR_"))}
+    return subprocess.run(
+        [
+            "docker",
+            "compose",
+            "--project-directory",
+            str(REPO),
+            "-f",
+            str(REPO / "compose.yaml"),
+            "--env-file",
+            str(env_file),
+            "config",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=clean,
+    )
+
+
+def test_compose_file_shape() -> None:
+    """Compose specification (no `version:`), loopback ports 8089/3308, health-gated order,
+    a named volume, credentials from the env file (the example's placeholders)."""
+    assert "version:" not in (REPO / "compose.yaml").read_text().split("services:")[0]
+    proc = compose_config(REPO / ".env.example")
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads(proc.stdout)
+    web, db = cfg["services"]["web"], cfg["services"]["db"]
+    assert [(p["host_ip"], p["published"], p["target"]) for p in web["ports"]] == [
+        ("127.0.0.1", "8089", 8080)
+    ]
+    assert [(p["host_ip"], p["published"], p["target"]) for p in db["ports"]] == [
+        ("127.0.0.1", "3308", 3306)
+    ]
+    assert web["depends_on"]["db"]["condition"] == "service_healthy"
+    assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert web["environment"]["MYSQL_HOST"] == "db"
+    assert web["read_only"] is True
+    assert db["volumes"][0]["type"] == "volume" and db["volumes"][0]["target"] == "/var/lib/mysql"
+    assert "mysql" in db["networks"]["default"]["aliases"]
+    assert web["build"]["dockerfile"] == "images/web/Dockerfile"
+    assert db["build"]["dockerfile"] == "images/db/Dockerfile"
+    assert web["healthcheck"]["test"] and db["healthcheck"]["test"][1] == "healthcheck.sh"
+
+
+def test_compose_refuses_to_start_without_passwords(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    proc = compose_config(empty)
+    assert proc.returncode != 0 and "MYSQL_PASSWORD" in proc.stderr and ".env" in proc.stderr
 
 
 @dataclass
