@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -95,7 +96,10 @@ def test_compose_refuses_to_start_without_passwords(tmp_path: Path) -> None:
     empty = tmp_path / "empty.env"
     empty.write_text("")
     proc = compose_config(empty)
-    assert proc.returncode != 0 and "MYSQL_PASSWORD" in proc.stderr and ".env" in proc.stderr
+    assert proc.returncode != 0, proc.stdout[:500]
+    # Compose names the first missing one it meets (MYSQL_PASSWORD or MYSQL_ROOT_PASSWORD).
+    assert re.search(r"MYSQL_(ROOT_)?PASSWORD is missing", proc.stderr), proc.stderr
+    assert "see .env.example" in proc.stderr, proc.stderr
 
 
 @dataclass
