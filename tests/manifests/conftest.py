@@ -31,6 +31,8 @@ def renders(kustomize_tree: Path) -> dict[str, h.Render]:
     out["helm/default"] = h.Render("helm/default", h.render_helm())
     for values in h.helm_values_files():
         out[f"helm/{values}"] = h.Render(f"helm/{values}", h.render_helm([values]))
+    # The operator's CRD, RBAC and Deployment (deploy/operator), held to the same checks.
+    out["operator"] = h.Render("operator", h.render_kustomize(h.REPO / "deploy" / "operator"))
     return out
 
 

@@ -153,4 +153,5 @@ def render_names() -> list[str]:
         *(f"kustomize/{o}" for o in overlays()),
         "helm/default",
         *(f"helm/{v}" for v in helm_values_files()),
+        "operator",
     ]
