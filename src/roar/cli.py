@@ -7,6 +7,7 @@ everything else), so scripts can trust the exit code.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -74,18 +75,17 @@ def serve(
     configure_logging(fmt=settings.log_format.value, level=settings.log_level)
     if migrate if migrate is not None else settings.is_embedded:
         _run(_prepare, settings)
+    log = logging.getLogger("roar")
     if settings.token is None:
-        click.echo(
-            "roar: warning: ROAR_API_TOKEN is not set; anyone who can reach this server can "
-            "change the registry",
-            err=True,
+        log.warning(
+            "ROAR_API_TOKEN is not set: anyone who can reach this server can change the registry"
         )
-    shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
-    click.echo(
-        f"ROAR {__version__} ({settings.flavor.value}) on http://{shown}:{settings.port}/roar/ "
-        f"- database {describe(settings.resolved_database_url)}",
-        err=True,
-    )
+    where = "every interface" if settings.host in ("0.0.0.0", "::") else settings.host
+    log.info(
+        "ROAR %s (%s) serving http://%s:%d/roar/ on %s; database %s", __version__,
+        settings.flavor.value, "localhost" if where != settings.host else settings.host,
+        settings.port, where, describe(settings.resolved_database_url),
+    )  # fmt: skip
     sys.exit(server.serve(settings, overrides))
 
 
