@@ -21,9 +21,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from report import markers, write_section  # bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- images:start -->", "<!-- images:end -->"
+START, END = markers("images")
 CACHE = Path(os.environ.get("ROAR_CACHE_DIR", "/var/cache/roar"))
 
 PYTHON_BASE = "docker.io/library/python:3.11-slim-bookworm"
@@ -250,13 +251,6 @@ def report(res: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
 
 
 def main() -> None:
@@ -267,7 +261,7 @@ def main() -> None:
     section = report(measure(args.runs))
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section("images", section)
 
 
 if __name__ == "__main__":

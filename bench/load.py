@@ -23,14 +23,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from report import markers, write_section  # bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.mariadb import MariaDB  # noqa: E402
 from support.roar import RoarServer, roar_command  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- load:start -->", "<!-- load:end -->"
+START, END = markers("load")
 
 CREATE_LUA = """
 wrk.method = "POST"
@@ -129,13 +130,6 @@ def report(results: list[tuple[str, dict[str, float]]], duration: int, connectio
     return "\n".join(lines)
 
 
-def write_section(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
 
 
 def main() -> None:
@@ -149,7 +143,7 @@ def main() -> None:
     print(section)
     print(json.dumps(dict(results), indent=2), file=sys.stderr)
     if not args.no_write:
-        write_section(section)
+        write_section("load", section)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from support.agents import WOODY
 from support.mariadb import MariaDB
 from support.roar import RoarServer, migrate
 
@@ -32,17 +33,7 @@ def test_database_outage_and_recovery(outage_db: MariaDB, tmp_path) -> None:  # 
     migrate(env)
     server = RoarServer(env=env, log_path=tmp_path / "roar.log", workers=2).start()
     try:
-        created = httpx.post(
-            f"{server.url}/api/v1/agents",
-            json={
-                "name": "Woody Woodpecker",
-                "species": "bird",
-                "service_start": "1959-05-22",
-                "service_last": "1979-04-15",
-                "adversary_name": "Buzz Buzzard",
-                "adversary_tech": "menacing stare",
-            },
-        )
+        created = httpx.post(f"{server.url}/api/v1/agents", json=WOODY)
         assert created.status_code == 201
         before = httpx.get(f"{server.url}/roar/api/v1/registry").content
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from support.agents import WOODY
+
 from .conftest import Images
 from .helpers import REPO, CommandError, free_port, get, http, http_ok, run, wait_for
 
@@ -24,14 +26,6 @@ from .helpers import REPO, CommandError, free_port, get, http, http_ok, run, wai
 pytestmark = pytest.mark.timeout(1800)
 
 
-WOODY = {
-    "name": "Woody Woodpecker",
-    "species": "bird",
-    "service_start": "1959-05-22",
-    "service_last": "1979-04-15",
-    "adversary_name": "Buzz Buzzard",
-    "adversary_tech": "menacing stare",
-}
 LEGACY_AGENT = {
     "AGENT_NAME": "Daffy Duck",
     "AGENT_SPECIES": "duck",
