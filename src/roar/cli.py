@@ -66,7 +66,6 @@ def serve(
 ) -> None:
     """Run the web service."""
     from roar import server
-    from roar.db.engine import describe
     from roar.logs import configure_logging
 
     settings, overrides = _settings(
@@ -80,11 +79,12 @@ def serve(
         log.warning(
             "ROAR_API_TOKEN is not set: anyone who can reach this server can change the registry"
         )
-    where = "every interface" if settings.host in ("0.0.0.0", "::") else settings.host
+    everywhere = settings.host in ("0.0.0.0", "::")
     log.info(
-        "ROAR %s (%s) serving http://%s:%d/roar/ on %s; database %s", __version__,
-        settings.flavor.value, "localhost" if where != settings.host else settings.host,
-        settings.port, where, describe(settings.resolved_database_url),
+        "ROAR %s (%s, %d worker%s) on http://%s:%d/roar/%s; database %s", __version__,
+        settings.flavor.value, settings.workers, "s" if settings.workers > 1 else "",
+        "localhost" if everywhere else settings.host, settings.port,
+        " (listening on every interface)" if everywhere else "", settings.database_name,
     )  # fmt: skip
     sys.exit(server.serve(settings, overrides))
 
@@ -157,9 +157,8 @@ def reset(yes: bool, no_seed: bool) -> None:
     from roar.db import migrate
 
     settings, _ = _settings()
-    from roar.db.engine import describe
 
-    target = describe(settings.resolved_database_url)
+    target = settings.database_name
     if not yes and not click.confirm(f"Wipe every agent in {target}?", default=False):
         raise click.ClickException("nothing changed")
 

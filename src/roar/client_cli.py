@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import httpx
 
 from roar.config import Settings
+
+if TYPE_CHECKING:  # imported when a command runs: `roar serve` need not load an HTTP client
+    import httpx
 
 __all__ = ["agents"]
 
@@ -24,6 +26,8 @@ _COLUMNS = (
 
 
 def _client(ctx: click.Context) -> httpx.Client:
+    import httpx
+
     token = Settings().token
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=ctx.obj["url"], headers=headers, timeout=10)

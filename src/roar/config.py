@@ -156,8 +156,23 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{self.data_dir / 'roar.db'}"
 
     @property
+    def database_name(self) -> str:
+        """The database URL without its password, for logs and errors."""
+        return redact_url(self.resolved_database_url)
+
+    @property
     def is_embedded(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (plain string work: no SQLAlchemy import
+    in processes that only need to name the database, like the worker supervisor)."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not (sep and at and ":" in credentials):
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{location}"
 
 
 def normalize_database_url(url: str) -> str:

@@ -124,12 +124,6 @@ class _Supervisor:
         metrics_dir = tempfile.mkdtemp(prefix="roar-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         sock = _bind(self.settings.host, self.settings.port)
-        log.info(
-            "ROAR listening on http://%s:%d with %d workers",
-            self.settings.host,
-            sock.getsockname()[1],
-            self.settings.workers,
-        )
         workers = [self._start(sock) for _ in range(self.settings.workers)]
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal(workers, sock))

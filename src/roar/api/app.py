@@ -17,7 +17,7 @@ from roar.api.routes import agents, legacy, ops
 from roar.cache import AgentsCache
 from roar.config import Settings
 from roar.db import agents as crud
-from roar.db.engine import create_engine, describe
+from roar.db.engine import create_engine
 
 __all__ = ["create_app"]
 
@@ -38,7 +38,6 @@ def create_app(settings: Settings) -> FastAPI:
 
         app.state.engine = engine
         app.state.cache = AgentsCache(load, settings.cache_ttl)
-        app.state.database_name = describe(url)
         metrics.DB_POOL_SIZE.set(settings.db_pool_size)
         metrics.set_build_info(
             version=__version__,
@@ -67,7 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.draining = False
-    app.state.database_name = describe(settings.resolved_database_url)
+    app.state.database_name = settings.database_name
     install_handlers(app)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
     for router in (ops.router, legacy.router, agents.router):

@@ -12,12 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from roar import metrics
 
-__all__ = ["create_engine", "describe"]
+__all__ = ["create_engine"]
 
-
-def describe(url: str) -> str:
-    """The database named for logs and errors, without its password."""
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def create_engine(url: str, *, pool_size: int = 5, timeout: float = 2.0) -> AsyncEngine:
