@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     #: Directory of the embedded SQLite database (default: the per-user data directory).
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("roar")))
     #: Connections kept per worker process.
-    db_pool_size: int = Field(5, ge=1, le=100)
+    db_pool_size: int = Field(10, ge=1, le=100)
     #: Seconds a database connect or readiness check may take before it counts as down.
     db_timeout: float = Field(2.0, gt=0, le=60)
     #: Seconds a cached agents list may be served before it is read again. Also the bound on

@@ -34,6 +34,7 @@ from .helpers import (
 WEB_V1 = "localhost/roar-web:test-v1"
 WEB_V2 = "localhost/roar-web:test-v2"
 DB = "localhost/roar-db:test"
+OPERATOR = "localhost/roar-operator:test"
 RUN_ID = uuid.uuid4().hex[:8]
 
 
@@ -43,6 +44,7 @@ class Images:
     web_v2: str
     db: str
     revision: str
+    operator: str
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +78,7 @@ def images(podman: None, tmp_path_factory: pytest.TempPathFactory) -> Images:
         (WEB_V1, "images/web/Dockerfile", ["--build-arg", "FLAVOR=v1"]),
         (WEB_V2, "images/web/Dockerfile", ["--build-arg", "FLAVOR=v2"]),
         (DB, "images/db/Dockerfile", []),
+        (OPERATOR, "images/operator/Dockerfile", []),
     ]
     # One at a time: they share the dependency layer, and the machine has two cores.
     for tag, dockerfile, extra in builds:
@@ -95,7 +98,7 @@ def images(podman: None, tmp_path_factory: pytest.TempPathFactory) -> Images:
         ).stdout
         if got.strip() != revision:
             run_logged([*cmd[:2], "--no-cache", *cmd[2:]], log, timeout=1500, cwd=REPO)
-    return Images(WEB_V1, WEB_V2, DB, revision)
+    return Images(WEB_V1, WEB_V2, DB, revision, OPERATOR)
 
 
 class Containers:

@@ -27,7 +27,9 @@ def create_engine(url: str, *, pool_size: int = 5, timeout: float = 2.0) -> Asyn
     else:
         kwargs.update(
             pool_size=pool_size,
-            max_overflow=pool_size,
+            # No overflow: connections opened and closed per burst cost more than waiting
+            # for a pooled one (measured with bench/load.py).
+            max_overflow=0,
             # Waiting for a pooled connection under load is not an outage: queue for longer
             # than a connect may take.
             pool_timeout=max(10 * timeout, 10),

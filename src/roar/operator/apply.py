@@ -14,6 +14,7 @@ from typing import Any, Literal
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from roar.config import ConfigError
 from roar.operator import reconcile
 from roar.operator import settings as st
 
@@ -52,9 +53,16 @@ async def connect(kubeconfig: Path | None) -> tuple[client.ApiClient, str | None
             return client.ApiClient(cfg), _incluster_namespace()
         except config.ConfigException:
             pass
-    loader = await config.load_kube_config(
-        config_file=str(kubeconfig) if kubeconfig else None, client_configuration=cfg
-    )
+    try:
+        loader = await config.load_kube_config(
+            config_file=str(kubeconfig) if kubeconfig else None, client_configuration=cfg
+        )
+    except config.ConfigException as exc:
+        where = kubeconfig or "KUBECONFIG or ~/.kube/config"
+        raise ConfigError(
+            f"no Kubernetes API to talk to: not in a pod with a ServiceAccount, and no usable "
+            f"kubeconfig at {where} ({exc})"
+        ) from None
     namespace = (loader.current_context or {}).get("context", {}).get("namespace")
     return client.ApiClient(cfg), namespace
 
