@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
+import orjson
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -49,8 +50,6 @@ WriteAccess = Depends(require_token)
 
 async def read_json_body(request: Request) -> object:
     """The request body parsed as JSON, or a 400 naming the problem."""
-    import orjson
-
     raw = await request.body()
     if not raw.strip():
         raise ApiError(
