@@ -37,6 +37,13 @@ def test_list_is_paged_with_total(api: httpx.Client) -> None:
     }
 
 
+def test_page_past_the_end_still_counts(api: httpx.Client) -> None:
+    everything = api.get("/agents", params={"limit": 500}).json()
+    past = api.get("/agents", params={"offset": everything["total"] + 10}).json()
+    assert past["items"] == [] and past["total"] == everything["total"]
+    assert api.get("/agents", params={"species": "unicorn"}).json()["total"] == 0
+
+
 def test_filters_and_sorting(api: httpx.Client) -> None:
     birds = api.get("/agents", params={"species": "BIRD"}).json()
     assert [a["name"] for a in birds["items"]] == ["Road Runner"] and birds["total"] == 1

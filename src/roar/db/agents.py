@@ -77,12 +77,20 @@ async def list_agents(
     order = [key.desc() if desc else key.asc() for key, desc in keys]
     if not any(field == "id" for field, _ in sort):
         order.append(agents.c.id.asc())  # a stable order makes pages deterministic
-    total = await conn.scalar(select(func.count()).select_from(agents).where(*conditions))
+    # One round trip: the total rides along on every row as a window count.
     rows = (
         await conn.execute(
-            select(agents).where(*conditions).order_by(*order).limit(limit).offset(offset)
+            select(agents, func.count().over().label("total"))
+            .where(*conditions)
+            .order_by(*order)
+            .limit(limit)
+            .offset(offset)
         )
     ).all()
+    if rows:
+        return rows, int(rows[0].total)
+    # An empty page says nothing about the total (e.g. an offset past the end): count apart.
+    total = await conn.scalar(select(func.count()).select_from(agents).where(*conditions))
     return rows, int(total or 0)
 
 
