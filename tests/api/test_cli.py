@@ -47,6 +47,17 @@ def test_unreachable_database_is_one_line(tmp_path) -> None:  # type: ignore[no-
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])  # with 2, a child process migrates
+def test_serve_that_cannot_migrate_stops_with_one_line(workers: str) -> None:
+    result = roar("serve", "--port", "0", "--workers", workers, "--migrate",
+                  env={"ROAR_DATABASE_URL": "mysql://u:p@127.0.0.1:1/registry",
+                       "ROAR_DB_TIMEOUT": "1"})
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("roar: error:")]
+    assert errors == [errors[0]] and "database unavailable" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
 def test_missing_password_names_the_variable() -> None:
     result = roar("db", "upgrade", env={"MYSQL_SERVICE_HOST": "10.0.0.1"})
     assert result.returncode == 1 and "MYSQL_PASSWORD" in result.stderr
