@@ -32,8 +32,11 @@ def test_sigterm_during_a_slow_request(backend, tmp_path, workers: int) -> None:
         )
         time.sleep(0.5)
         server.terminate()
-        time.sleep(0.3)
-        ready = httpx.get(f"{server.url}/readyz", timeout=5)
+        # Readiness turns 503 while the server still answers (the drain period).
+        deadline = time.monotonic() + DRAIN
+        while (ready := httpx.get(f"{server.url}/readyz", timeout=5)).status_code == 200:
+            assert time.monotonic() < deadline, "readiness stayed 200 through the drain period"
+            time.sleep(0.05)
         assert ready.status_code == 503 and ready.json()["status"] == "stopping"
 
         deadline = time.monotonic() + DRAIN + 10
