@@ -58,13 +58,6 @@ class BodyTooLarge(Exception):
     """The request body is over the configured limit."""
 
 
-class DatabaseUnavailable(Exception):
-    """The database did not answer; ``str()`` says why."""
-
-
-__all__ += ["DatabaseUnavailable"]
-
-
 def is_legacy(request: Request) -> bool:
     return request.url.path.startswith("/roar/api/")
 
@@ -189,7 +182,7 @@ def install_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
-    for kind in (DatabaseUnavailable, DBAPIError, PoolTimeout, OSError, TimeoutError):
+    for kind in (DBAPIError, PoolTimeout, OSError, TimeoutError):
         app.add_exception_handler(kind, _db_down)
 
     @app.exception_handler(Exception)

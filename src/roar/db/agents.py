@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from roar.db.schema import agents
 
 __all__ = [
+    "SORTABLE",
     "NotFound",
     "VersionMismatch",
     "all_agents",
@@ -176,5 +177,3 @@ async def delete_by_name_species(conn: AsyncConnection, *, name: str, species: s
         raise NotFound(name)
     return result.rowcount
 
-
-__all__ += ["SORTABLE"]
