@@ -17,6 +17,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -24,19 +25,18 @@ from pathlib import Path
 from report import markers, write_section  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from images.helpers import BUILDS, DB, WEB_V1, build_images, free_port  # noqa: E402
+
 START, END = markers("images")
 CACHE = Path(os.environ.get("ROAR_CACHE_DIR", "/var/cache/roar"))
 
 PYTHON_BASE = "docker.io/library/python:3.11-slim-bookworm"
 MARIADB_BASE = "docker.io/library/mariadb:11.8"
-# The images tier's tags (tests/images/conftest.py), so a test run and a benchmark share builds.
-IMAGES = {
-    "localhost/roar-web:test-v1": ("images/web/Dockerfile", ["--build-arg", "FLAVOR=v1"]),
-    "localhost/roar-web:test-v2": ("images/web/Dockerfile", ["--build-arg", "FLAVOR=v2"]),
-    "localhost/roar-db:test": ("images/db/Dockerfile", []),
-}
-WEB = "localhost/roar-web:test-v1"
-DB = "localhost/roar-db:test"
+#: The images tier's builds (tests/images/helpers.py): a test run and a benchmark share them.
+IMAGES = [tag for tag, _, _ in BUILDS]
+WEB = WEB_V1
 
 
 def sh(*args: str, check: bool = True, timeout: float = 120) -> str:
@@ -49,25 +49,10 @@ def sh(*args: str, check: bool = True, timeout: float = 120) -> str:
 def ensure_images() -> None:
     os.environ.setdefault("CONTAINERS_CONF", str(CACHE / "containers.conf"))
     sh("bash", str(ROOT / "tests/images/standins/build.sh"), "all", timeout=1800)
-    for tag, (dockerfile, extra) in IMAGES.items():
-        if subprocess.run(["podman", "image", "exists", tag], check=False).returncode == 0:
-            continue
-        print(f"building {tag}", file=sys.stderr)
-        sh(
-            "podman",
-            "build",
-            "--pull=never",
-            "--layers",
-            "--format",
-            "docker",
-            *extra,
-            "-f",
-            dockerfile,
-            "-t",
-            tag,
-            str(ROOT),
-            timeout=1800,
-        )
+    # Always through the builder: an existing tag may predate the source (the cache keeps an
+    # unchanged rebuild cheap).
+    with tempfile.TemporaryDirectory() as logs:
+        build_images(Path(logs))
 
 
 def size_and_layers(tag: str) -> tuple[int, int]:
@@ -75,13 +60,6 @@ def size_and_layers(tag: str) -> tuple[int, int]:
     size, layers = out.split()
     return int(size), int(layers)
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_status(url: str) -> int:
@@ -213,7 +191,7 @@ def report(res: dict[str, object]) -> str:
         "| --- | --- | --- | --- |",
     ]
     for tag in IMAGES:
-        base = PYTHON_BASE if "web" in tag else MARIADB_BASE
+        base = MARIADB_BASE if tag == DB else PYTHON_BASE
         size, layers = sizes[tag]
         lines.append(
             f"| `{tag}` | {mb(size)} | {layers} | {mb(size - sizes[base][0])} over "

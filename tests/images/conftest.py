@@ -20,21 +20,19 @@ import pytest
 from .helpers import (
     CACHE,
     CONTAINERS_CONF,
-    REPO,
+    DB,
+    OPERATOR,
+    REVISION,
     SETUP,
     STANDINS,
+    WEB_V1,
+    WEB_V2,
     CommandError,
+    build_images,
     have,
     run,
-    run_logged,
 )
 
-# Test tags: distinct from the workshop's localhost:5000/... names, so a learner's images are
-# never overwritten; stable across runs, so podman's layer cache makes a warm run cheap.
-WEB_V1 = "localhost/roar-web:test-v1"
-WEB_V2 = "localhost/roar-web:test-v2"
-DB = "localhost/roar-db:test"
-OPERATOR = "localhost/roar-operator:test"
 RUN_ID = uuid.uuid4().hex[:8]
 
 
@@ -59,46 +57,8 @@ def podman() -> None:
 
 @pytest.fixture(scope="session")
 def images(podman: None, tmp_path_factory: pytest.TempPathFactory) -> Images:
-    logs = tmp_path_factory.mktemp("build-logs")
-    # A fixed revision, not the commit: podman 4.3 (buildah 1.28) keys its layer cache on the
-    # unexpanded LABEL/ENV text, so a cached step is reused when only ${REVISION} changed and a
-    # per-commit value would go stale on a warm cache. A constant proves the wiring as well.
-    revision = "0123456789abcdef0123456789abcdef01234567"
-    common = [
-        "podman",
-        "build",
-        "--pull=never",
-        "--layers",
-        "--format",
-        "docker",
-        "--build-arg",
-        f"REVISION={revision}",
-    ]
-    builds = [
-        (WEB_V1, "images/web/Dockerfile", ["--build-arg", "FLAVOR=v1"]),
-        (WEB_V2, "images/web/Dockerfile", ["--build-arg", "FLAVOR=v2"]),
-        (DB, "images/db/Dockerfile", []),
-        (OPERATOR, "images/operator/Dockerfile", []),
-    ]
-    # One at a time: they share the dependency layer, and the machine has two cores.
-    for tag, dockerfile, extra in builds:
-        log = logs / (tag.rsplit("/", 1)[-1].replace(":", "-") + ".log")
-        cmd = [*common, *extra, "-f", dockerfile, "-t", tag, "."]
-        run_logged(cmd, log, timeout=1500, cwd=REPO)
-        # The same cache quirk, for caches made with another revision: rebuild without them.
-        got = run(
-            [
-                "podman",
-                "image",
-                "inspect",
-                "--format",
-                '{{index .Config.Labels "org.opencontainers.image.revision"}}',
-                tag,
-            ]
-        ).stdout
-        if got.strip() != revision:
-            run_logged([*cmd[:2], "--no-cache", *cmd[2:]], log, timeout=1500, cwd=REPO)
-    return Images(WEB_V1, WEB_V2, DB, revision, OPERATOR)
+    build_images(tmp_path_factory.mktemp("build-logs"))
+    return Images(WEB_V1, WEB_V2, DB, REVISION, OPERATOR)
 
 
 class Containers:
