@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
@@ -142,11 +141,6 @@ def install_handlers(app: FastAPI) -> None:
         return problem(
             request, status, f"Invalid request: {describe_errors(errors)}", errors=errors
         )
-
-    @app.exception_handler(ValidationError)
-    async def _invalid_model(request: Request, exc: ValidationError) -> Response:
-        errors = field_errors(exc.errors())
-        return problem(request, 422, f"Invalid request: {describe_errors(errors)}", errors=errors)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
