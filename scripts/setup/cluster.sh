@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installer for the cluster test tier (idempotent; root on Debian 12 or 13): the few Debian
-# packages it needs, then the control-plane binaries built from Go modules by tools/cluster/build,
+# Installer for the cluster test tier (idempotent; root on Debian 12 or 13): the Debian packages
+# it needs (the real node's containerd, runc, CNI plugins and iptables among them), then the
+# control-plane and node binaries built from Go modules by tools/cluster/build,
 # or reused from ${ROAR_CACHE_DIR:-/var/cache/roar}/cluster when this recipe was built before.
 # A cold build takes a long while on 2 cores (see docs/cluster.md); later runs take a second.
 # Prints the bin dir as its last line.
@@ -8,16 +9,13 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
-missing=()
-command -v openssl >/dev/null || missing+=(openssl)  # certificates for `tools/cluster/up`
-command -v flock >/dev/null || missing+=(util-linux)  # serialises concurrent builds
-command -v python3 >/dev/null || missing+=(python3)  # tools/cluster/cluster.py
-[[ -e /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)  # the module proxy
-if ((${#missing[@]})); then
-  echo "cluster setup: installing ${missing[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+# shellcheck source=scripts/setup/apt.sh
+source "$root/scripts/setup/apt.sh"
+# openssl: certificates for `tools/cluster/up`; util-linux: flock serialises concurrent builds;
+# ca-certificates: the module proxy. The real node (docs/cluster.md): containerd (with ctr), runc,
+# the CNI plugins, iptables and iproute2; podman (scripts/setup/containers.sh) builds its images.
+apt_install openssl util-linux python3 ca-certificates containerd runc \
+  containernetworking-plugins iptables iproute2
 
 # The machine's Go (go1.26 in /usr/local/go); tools/cluster/k8s/go.mod needs go >= 1.26.
 export PATH="$PATH:/usr/local/go/bin"

@@ -1,4 +1,5 @@
-"""Helpers for the cluster tier: the handle that the `kube_cluster` fixture yields, and waits."""
+"""Helpers for the cluster tier: the handle that the `kube_cluster` fixture yields, waits, and
+what the real node changes on the host."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +17,12 @@ from typing import Any
 import pytest
 
 CACHE = Path(os.environ.get("ROAR_CACHE_DIR") or "/var/cache/roar")
+TOOLS = Path(__file__).resolve().parents[2] / "tools" / "cluster"
+# The cluster tooling's own definitions (addresses, node name, annotations): standard-library
+# modules, imported rather than restated.
+sys.path.insert(0, str(TOOLS))
+import network  # noqa: E402 - re-exported: the tests use its definitions
+import realnode  # noqa: E402, F401 - re-exported: the tests use its definitions
 
 
 @dataclass
@@ -96,3 +104,74 @@ def is_ready(obj: dict[str, Any]) -> bool:
 def apply(cluster: KubeCluster, namespace: str, *objects: dict[str, Any]) -> None:
     doc = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc))
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What a real node touches on the machine, read from the kernel: the sysctls kubelet and
+    kube-proxy set, iptables chains of the node's prefixes, links, routes of the test block,
+    network namespaces, mounts and cgroups of the node, and its processes."""
+
+    sysctls: tuple[tuple[str, str], ...]
+    chains: tuple[str, ...]
+    links: tuple[str, ...]
+    routes: tuple[str, ...]
+    netns: tuple[str, ...]
+    mounts: tuple[str, ...]
+    cgroups: tuple[str, ...]
+    processes: tuple[str, ...]
+
+    @classmethod
+    def read(cls) -> HostState:
+        def out(*argv: str) -> str:
+            return subprocess.run(argv, capture_output=True, text=True).stdout
+
+        chains = []
+        for cmd in ("iptables", "ip6tables"):
+            for table in network.TABLES:
+                for line in out(f"{cmd}-save", "-t", table).splitlines():
+                    if line.startswith(":") and line[1:].startswith(network.CHAIN_PREFIXES):
+                        chains.append(f"{cmd}/{table}/{line[1:].split()[0]}")
+        mounts = [
+            line.split()[4]
+            for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if any(k in line.split()[4] for k in ("kubelet", "containerd", "netns/cni-"))
+        ]
+        procs = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                argv0 = cmdline.read_bytes().split(b"\0")[0].decode(errors="replace")
+            except OSError:
+                continue
+            if argv0.rsplit("/", 1)[-1] in ("kubelet", "kube-proxy", "coredns", "containerd",
+                                             "containerd-shim-runc-v2"):  # fmt: skip
+                procs.append(argv0)
+        netns = Path("/var/run/netns")
+        return cls(
+            sysctls=tuple(
+                (n, (Path("/proc/sys") / n).read_text().strip())
+                for n in network.SYSCTLS
+                if (Path("/proc/sys") / n).exists()
+            ),
+            chains=tuple(sorted(chains)),
+            # The node's bridge and its ports (other engines' bridges come and go on their own).
+            links=tuple(sorted(line.split(":")[1].strip().split("@")[0]
+                               for line in out("ip", "-o", "link", "show").splitlines()
+                               if f" {network.BRIDGE}:" in line
+                               or f"master {network.BRIDGE} " in line)),
+            routes=tuple(sorted(r for r in out("ip", "route", "show", "table", "all").splitlines()
+                                if "198.18." in r or "198.19." in r)),
+            netns=tuple(sorted(p.name for p in netns.glob("cni-*"))) if netns.is_dir() else (),
+            mounts=tuple(sorted(mounts)),
+            cgroups=tuple(sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/roar-node"))),
+            processes=tuple(sorted(procs)),
+        )  # fmt: skip
+
+    @staticmethod
+    def diff(before: HostState, after: HostState) -> str:
+        lines = ["the machine differs from before the cluster started:"]
+        for name in before.__dataclass_fields__:
+            b, a = set(getattr(before, name)), set(getattr(after, name))
+            if a != b:
+                lines.append(f"  {name}: left behind {sorted(a - b)}, lost {sorted(b - a)}")
+        return "\n".join(lines)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import pytest
-from kubekit import KubeCluster, apply, is_ready, wait_for
+from kubekit import KubeCluster, apply, is_ready, network, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -172,7 +173,9 @@ def test_server_side_dry_run(kube_cluster: KubeCluster, namespace: str) -> None:
 def test_service_gets_a_cluster_ip(kube_cluster: KubeCluster, namespace: str) -> None:
     kube_cluster.kubectl("create", "service", "clusterip", "web", "--tcp=80:8080", "-n", namespace)
     svc = kube_cluster.kubectl_json("get", "service", "web", "-n", namespace)
-    assert svc["spec"]["clusterIP"].startswith("10.96.")
+    assert ipaddress.ip_address(svc["spec"]["clusterIP"]) in ipaddress.ip_network(
+        network.SERVICE_CIDR
+    )
     wait_for(
         lambda: kube_cluster.kubectl(
             "get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-n", namespace,

@@ -53,8 +53,7 @@ def _ref(obj: dict[str, Any]) -> str:
 
 
 def test_server_side_dry_run_of_every_object(
-    overlay: Path,
-    kube_cluster: KubeCluster, dev_objects: list[dict[str, Any]]
+    overlay: Path, kube_cluster: KubeCluster, dev_objects: list[dict[str, Any]]
 ) -> None:
     res = kube_cluster.kubectl(
         "apply", "-k", str(overlay), "--dry-run=server", "--validate=strict", "-o", "json"
@@ -72,8 +71,7 @@ def test_server_side_dry_run_of_every_object(
 
 
 def test_apply_and_all_workloads_become_ready(
-    overlay: Path,
-    kube_cluster: KubeCluster, dev_objects: list[dict[str, Any]]
+    overlay: Path, kube_cluster: KubeCluster, dev_objects: list[dict[str, Any]]
 ) -> None:
     kube_cluster.kubectl("apply", "-k", str(overlay), "--validate=strict")
     workloads = [o for o in dev_objects if o["kind"] in ("Deployment", "StatefulSet")]

@@ -7,7 +7,9 @@ names, labels, ports, probes, env, security, resources, policies. Normalized dif
   keeps the workshop's `mysql`;
 - kustomize hashes the generated Secret's name; Secret values differ (placeholders vs random);
 - Helm-only metadata: helm.sh/chart and managed-by labels, checksum/* annotations, test hooks;
-- the Namespace object is the base's only (Helm installs into --namespace).
+- the Namespace object is the base's only (Helm installs into --namespace);
+- the chart's images name the workshop registry (`localhost:5000/roar-web`), the base's are the
+  bare template names every overlay rewrites (test_image_names holds both to that).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import yaml
 
 from manifests import helpers as h
+from roar.kube import names
 
 HELM_ONLY_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by"}
 _SECRET_HASH = re.compile(r"^(roar-db-credentials)-[a-z0-9]{10}$")
@@ -80,6 +83,15 @@ def _rename_workshop_db_service(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def _bare_images(obj: dict[str, Any]) -> dict[str, Any]:
+    """Chart -> base naming of images: the registry prefix goes."""
+    prefix = f"{names.WORKSHOP_REGISTRY}/"
+    for _, pod in h.pod_templates([obj]):
+        for c in h.containers(pod):
+            c["image"] = c["image"].removeprefix(prefix)
+    return obj
+
+
 def _index(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(o["kind"], o["metadata"]["name"]): o for o in objs}
 
@@ -91,7 +103,7 @@ def _normalized(renders: dict[str, h.Render]) -> tuple[dict[Any, Any], dict[Any,
         if o["kind"] != "Namespace"
     ]
     helm = [
-        _strip_meta(_walk(o, _helm_string))
+        _bare_images(_strip_meta(_walk(o, _helm_string)))
         for o in renders["helm/default"].objects
         if not h.is_helm_test(o)
     ]

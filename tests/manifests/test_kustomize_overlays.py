@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -54,14 +55,31 @@ def test_workshop_names(renders: dict[str, h.Render]) -> None:
         assert svc is not None and svc["spec"]["ports"][0]["port"] == 3306
 
 
-def test_overlays_set_their_namespace(renders: dict[str, h.Render]) -> None:
-    for name, namespace in (("kustomize/dev", "roar-dev"), ("kustomize/prod", "roar")):
-        render = renders[name]
-        (ns,) = render.of_kind("Namespace")
-        assert ns["metadata"]["name"] == namespace
-        for obj in render.objects:
-            if obj["kind"] not in {"Namespace", "PersistentVolume"}:
-                assert obj["metadata"]["namespace"] == namespace, obj["metadata"]["name"]
+#: Kinds without a namespace that overlays render.
+CLUSTER_SCOPED = {"Namespace", "PersistentVolume"}
+#: The namespaces the docs' commands use (`kubectl -n roar-dev` in labs 4-6, ...).
+DOCUMENTED_NAMESPACES = {
+    "dev": "roar-dev", "lab6-hostpath": "roar-dev", "one-pod": "roar-one-pod", "prod": "roar",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("overlay", h.overlays())
+def test_overlay_puts_everything_in_its_namespace(
+    renders: dict[str, h.Render], overlay: str
+) -> None:
+    """Every namespaced object lands in the overlay's Namespace; none falls back to `default`
+    (lab 6's claim once did, and roar-db-0 stayed Pending)."""
+    render = renders[f"kustomize/{overlay}"]
+    (ns,) = render.of_kind("Namespace")
+    namespace = ns["metadata"]["name"]
+    assert namespace != "default"
+    assert namespace == DOCUMENTED_NAMESPACES.get(overlay, namespace)
+    misplaced = [
+        f"{obj['kind']}/{obj['metadata']['name']} in {obj['metadata'].get('namespace', 'default')}"
+        for obj in render.objects
+        if obj["kind"] not in CLUSTER_SCOPED and obj["metadata"].get("namespace") != namespace
+    ]
+    assert not misplaced, f"not in {namespace}: {misplaced}"
 
 
 def test_prod_uses_its_own_credentials_and_ingress(renders: dict[str, h.Render]) -> None:
@@ -85,6 +103,38 @@ def test_hostpath_component(renders: dict[str, h.Render]) -> None:
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "roar-db-data"
     (init,) = sts["spec"]["template"]["spec"]["initContainers"]
     assert init["command"][:3] == ["chown", "-R", "999:999"]
+
+
+def _db_pod(render: h.Render) -> dict[str, Any]:
+    return render.find("StatefulSet", "roar-db")["spec"]["template"]["spec"]
+
+
+def test_hostpath_data_owner_runs_the_db_image(renders: dict[str, h.Render]) -> None:
+    """Lab 6: the init container pulls what the db container pulls, registry included."""
+    pod = _db_pod(renders["kustomize/lab6-hostpath"])
+    (db,) = (c for c in pod["containers"] if c["name"] == "db")
+    (init,) = pod["initContainers"]
+    assert init["name"] == "data-owner"
+    assert init["image"] == db["image"] == "localhost:5000/roar-db:0.2.0"
+
+
+def test_hostpath_component_follows_any_overlay(kustomize_tree: Path) -> None:
+    """The component names no namespace and no registry: on top of prod it takes prod's."""
+    overlay = kustomize_tree / "hostpath-on-prod"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+            "resources": ["../overlays/prod"], "components": ["../components/hostpath-storage"],
+        })
+    )  # fmt: skip
+    render = h.Render("hostpath-on-prod", h.render_kustomize(overlay))
+    pvc = render.find("PersistentVolumeClaim", "roar-db-data")
+    assert pvc["metadata"]["namespace"] == "roar"
+    pod = _db_pod(render)
+    images = {c["name"]: c["image"] for c in h.containers({"spec": pod})}
+    assert images == {"data-owner": "registry.example.com/roar/roar-db:0.2.0",
+                      "db": "registry.example.com/roar/roar-db:0.2.0"}  # fmt: skip
 
 
 def test_one_pod_component(renders: dict[str, h.Render]) -> None:

@@ -54,7 +54,7 @@ async def test_the_workshop_sample_creates_the_whole_app(
     assert dep["spec"]["replicas"] == 5
     init = dep["spec"]["template"]["spec"]["initContainers"][0]
     assert init["command"] == list(names.MIGRATE_COMMAND)
-    assert init["image"] == f"{names.WEB_IMAGE}:{names.DEFAULT_TAG}"
+    assert init["image"] == "localhost:5000/roar-web:0.2.0"  # the workshop registry
     sts = api.objects["apps/v1/statefulsets", NS, names.db_name(APP)]
     assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
     secret = api.objects["v1/secrets", NS, names.db_secret_name(APP)]

@@ -33,7 +33,9 @@ def by_kind(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]
 def test_the_workshop_sample_maps_with_defaults() -> None:
     spec = reconcile.to_roar_spec(app(replicas=5), DEFAULTS)
     assert (spec.instance, spec.namespace, spec.replicas) == ("roarapp-sample", "lab9", 5)
-    assert spec.web_image_ref == f"{names.WEB_IMAGE}:{names.DEFAULT_TAG}"
+    # A RoarApp without an image gets what lab 1 builds and pushes.
+    assert spec.web_image_ref == "localhost:5000/roar-web:0.2.0"
+    assert spec.db_image_ref == "localhost:5000/roar-db:0.2.0"
     assert not spec.autoscaling and spec.external_db is None
     assert spec.db_claim_retention == "Retain"
     assert spec.db_service == "roarapp-sample-mysql"

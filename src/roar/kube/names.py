@@ -14,6 +14,12 @@ WEB_IMAGE = "roar-web"
 #: web pod's init container migrates and seeds.
 DB_IMAGE = "roar-db"
 UPSTREAM_DB_IMAGE = "mariadb:11.4"
+#: The workshop's local registry (lab 1 tags and pushes there). The kustomize base keeps the bare
+#: names above as a template that every overlay rewrites with `images:`; what deploys as it is
+#: (the chart's defaults, the operator and its default images) names the registry.
+WORKSHOP_REGISTRY = "localhost:5000"
+WORKSHOP_WEB_IMAGE = f"{WORKSHOP_REGISTRY}/{WEB_IMAGE}"
+WORKSHOP_DB_IMAGE = f"{WORKSHOP_REGISTRY}/{DB_IMAGE}"
 
 # Components (the value of app.kubernetes.io/component) and object-name suffixes.
 WEB = "web"

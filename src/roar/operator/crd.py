@@ -81,8 +81,8 @@ def _spec_schema() -> Obj:
                 "type": "object",
                 "properties": {
                     "repository": _str(
-                        f"db image (default: the operator's, {names.DB_IMAGE}); an image that "
-                        "names its tag (mariadb:11.4) is used as given",
+                        f"db image (default: the operator's, {names.WORKSHOP_DB_IMAGE}); "
+                        "an image that names its tag (mariadb:11.4) is used as given",
                         minLength=1, maxLength=255,
                     ),
                     "tag": _str("db image tag (default: spec.image.tag)",
@@ -140,7 +140,7 @@ def _spec_schema() -> Obj:
             },
             "flavor": _str("UI flavor (v2 is the workshop's 'new' version)",
                            enum=["v1", "v2"], default="v1"),
-            "image": _image(f"web image (default: the operator's, {names.WEB_IMAGE})",
+            "image": _image(f"web image (default: the operator's, {names.WORKSHOP_WEB_IMAGE})",
                             f"web image tag (default: the operator's, {names.DEFAULT_TAG})"),
             "service": {
                 "type": "object",

@@ -345,13 +345,50 @@ def compute_status(
         if not db_ready:
             reason, msg = "WaitingForDatabase", "the database is not ready yet"
         elif not rollout_done:
-            reason, msg = "RollingOut", f"{updated}/{want} web pods updated, {total} exist"
+            reason = "RollingOut"
+            msg = rollout_message(want, updated, total, exists=bool(dep), seen=dep_gen_seen)
         else:
             reason, msg = "WaitingForPods", f"{ready}/{want} web pods ready"
         ready_c = (False, reason, msg)
         progressing = (not degraded[0], reason, msg)
     status["conditions"] = conditions(ready_c, progressing, degraded)
     return status
+
+
+def rollout_message(want: int, updated: int, total: int, *, exists: bool, seen: bool) -> str:
+    """What the web Deployment is still doing, in words (the RollingOut condition's message).
+
+    ``updated`` pods run the current pod template, ``total`` pods exist, ``want`` are wanted.
+    """
+    if not exists:
+        return "web: waiting for the Deployment to be created"
+    if not seen:
+        return "web: waiting for the Deployment controller to see the latest change"
+    if updated < total:
+        old = total - updated
+        return (
+            f"web: {updated} of {want} pods updated, {old} old {_pods(old)} still running; "
+            "rolling out"
+        )
+    if total > want:
+        return (
+            f"web: {_exist(total)}, {want} wanted; "
+            f"waiting for the Deployment to remove {total - want}"
+        )
+    if total < want:
+        return (
+            f"web: {_exist(total)}, {want} wanted; "
+            f"waiting for the Deployment to start {want - total} more"
+        )
+    return f"web: {updated} of {want} pods updated"
+
+
+def _pods(n: int) -> str:
+    return "pod" if n == 1 else "pods"
+
+
+def _exist(n: int) -> str:
+    return f"{n} pod exists" if n == 1 else f"{n} pods exist"
 
 
 def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:

@@ -56,6 +56,6 @@ class OperatorSettings(BaseSettings):
     #: Seconds a burst of child events is collapsed into one reconcile.
     debounce_seconds: float = Field(0.5, ge=0)
     #: Images used when a RoarApp leaves them out.
-    web_image: str = names.WEB_IMAGE
-    db_image: str = names.DB_IMAGE
+    web_image: str = names.WORKSHOP_WEB_IMAGE
+    db_image: str = names.WORKSHOP_DB_IMAGE
     default_tag: str = names.DEFAULT_TAG

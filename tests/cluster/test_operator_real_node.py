@@ -1,0 +1,107 @@
+"""Lab 9 on the real node, as docs/lab-9-operator.md tells a learner: the operator itself runs as
+a pod from its image under its ServiceAccount (so it reaches the API server from the pod
+network), the workshop's RoarApp with five replicas gives five serving pods, 5 -> 3 -> 5 through
+the API, and a deleted pod is replaced. Each pod answers on its own address."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubekit import KubeCluster, wait_for
+from nodekit import (
+    assert_on_real_node_and_ready,
+    get,
+    live_pods,
+    pod_url,
+    real_namespace,
+    wait_rollout,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
+
+OPERATOR = Path(__file__).resolve().parents[2] / "deploy" / "operator"
+SYSTEM = "roar-system"
+NS = "roar-lab9"
+APP = "roarapp-sample"
+WEB_PODS = f"app.kubernetes.io/instance={APP},app.kubernetes.io/component=web"
+
+
+@pytest.fixture(scope="module")
+def operator(kube_cluster: KubeCluster, node_images: None) -> Iterator[None]:
+    real_namespace(kube_cluster, SYSTEM)
+    kube_cluster.kubectl("apply", "-k", str(OPERATOR))
+    wait_rollout(kube_cluster, SYSTEM, "deployment/roar-operator")
+    real_namespace(kube_cluster, NS)
+    yield
+    kube_cluster.kubectl("delete", "namespace", NS, "--wait=true", "--timeout=180s", check=False,
+                         timeout=240)  # fmt: skip
+    kube_cluster.kubectl("delete", "-k", str(OPERATOR), "--wait=true", "--timeout=120s",
+                         check=False, timeout=180)  # fmt: skip
+
+
+def _app(cluster: KubeCluster) -> dict[str, Any]:
+    return cluster.kubectl_json("get", "roarapp", APP, "-n", NS)
+
+
+def _serving(cluster: KubeCluster, count: int) -> bool:
+    """`count` web pods, each Ready on the real node and answering on its own address, and the
+    RoarApp's status saying so."""
+    web = live_pods(cluster, NS, WEB_PODS)
+    if len(web) != count:
+        return False
+    try:
+        for pod in web:
+            assert_on_real_node_and_ready(pod)
+    except AssertionError:
+        return False
+    status = _app(cluster).get("status", {})
+    ready = any(
+        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
+    )
+    return ready and len(status.get("podNames", [])) == count
+
+
+def test_operator_runs_as_a_pod_under_its_service_account(
+    kube_cluster: KubeCluster, operator: None
+) -> None:
+    (pod,) = live_pods(kube_cluster, SYSTEM, "app.kubernetes.io/name=roar-operator")
+    assert_on_real_node_and_ready(pod)
+    assert pod["spec"]["serviceAccountName"] == "roar-operator"
+    logs = kube_cluster.kubectl("logs", "-n", SYSTEM, pod["metadata"]["name"]).stdout
+    assert "Forbidden" not in logs and "Unauthorized" not in logs, logs[-2000:]
+
+
+def test_lab9_five_replicas_serve_then_three_then_five(
+    kube_cluster: KubeCluster, operator: None
+) -> None:
+    k = kube_cluster.kubectl
+    k("apply", "-n", NS, "-f", str(OPERATOR / "samples" / "roarapp-sample.yaml"))
+    wait_for(lambda: _serving(kube_cluster, 5), what="five serving pods", timeout=300,
+             interval=2)  # fmt: skip
+    for pod in live_pods(kube_cluster, NS, WEB_PODS):
+        answer = get(f"{pod_url(pod)}/roar/api/v1/status/version")
+        assert answer.status_code == 200 and answer.text.startswith("<p>Version</p>"), answer.text
+
+    for replicas in (3, 5):
+        patch = json.dumps({"spec": {"replicas": replicas}})
+        k("patch", "roarapp", APP, "-n", NS, "--type=merge", "-p", patch)
+        wait_for(lambda n=replicas: _serving(kube_cluster, n), what=f"{replicas} serving pods",
+                 timeout=240, interval=2)  # fmt: skip
+
+
+def test_lab9_a_deleted_pod_is_replaced(kube_cluster: KubeCluster, operator: None) -> None:
+    victim = live_pods(kube_cluster, NS, WEB_PODS)[0]["metadata"]["name"]
+    kube_cluster.kubectl("delete", "pod", victim, "-n", NS, "--wait=false")
+    wait_for(
+        lambda: (
+            _serving(kube_cluster, 5)
+            and victim not in {p["metadata"]["name"] for p in live_pods(kube_cluster, NS, WEB_PODS)}
+        ),
+        what="the deleted pod replaced",
+        timeout=240,
+        interval=2,
+    )
