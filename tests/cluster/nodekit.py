@@ -124,14 +124,15 @@ def request_loop(
 
 
 def real_namespace(cluster: KubeCluster, name: str) -> None:
-    """Create (or annotate) a namespace whose pods run on the real node: the same annotations a
-    platform team would set (see tools/cluster/realnode.py). Manifests applied into it later keep
-    them: `kubectl apply` leaves annotations it did not set."""
-    annotations = realnode.namespace_annotations()
-    if cluster.kubectl("get", "namespace", name, check=False).returncode != 0:
-        cluster.kubectl("create", "namespace", name)
-    cluster.kubectl("annotate", "namespace", name, "--overwrite",
-                    *(f"{k}={v}" for k, v in annotations.items()))  # fmt: skip
+    """A new namespace whose pods run on the real node: the same annotations a platform team
+    would set (see tools/cluster/realnode.py). Manifests applied into it later keep them:
+    `kubectl apply` leaves annotations it did not set. A namespace of that name left by an
+    earlier test is deleted first, so its pods (on whatever node) and NodePorts are gone."""
+    cluster.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true",
+                    "--timeout=180s", timeout=240)  # fmt: skip
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("annotate", "namespace", name,
+                    *(f"{k}={v}" for k, v in realnode.namespace_annotations().items()))  # fmt: skip
     wait_for(lambda: cluster.kubectl(
         "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
         what=f"default ServiceAccount in {name}")  # fmt: skip

@@ -4,6 +4,7 @@ once applied every Deployment and StatefulSet becomes Ready (pods on kwok nodes,
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ def overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dev_objects(kube_cluster: KubeCluster, overlay: Path) -> list[dict[str, Any]]:
-    """The overlay rendered by the built kubectl's kustomize (client side), as objects."""
+def dev_objects(kube_cluster: KubeCluster, overlay: Path) -> Iterator[list[dict[str, Any]]]:
+    """The overlay rendered by the built kubectl's kustomize (client side), as objects; deleted
+    at the end, so the real-node labs find the workshop's namespace and NodePort free."""
     out = kube_cluster.kubectl("apply", "-k", str(overlay), "--dry-run=client", "-o", "json")
     doc = json.loads(out.stdout)
     objects = doc["items"] if doc.get("kind") == "List" else [doc]
@@ -45,7 +47,9 @@ def dev_objects(kube_cluster: KubeCluster, overlay: Path) -> list[dict[str, Any]
     for ns in {o["metadata"].get("namespace") for o in objects} - {None}:
         if kube_cluster.kubectl("get", "namespace", ns, check=False).returncode != 0:
             kube_cluster.kubectl("create", "namespace", ns)
-    return objects
+    yield objects
+    kube_cluster.kubectl("delete", "-k", str(overlay), "--wait=true", "--timeout=180s",
+                         check=False, timeout=240)  # fmt: skip
 
 
 def _ref(obj: dict[str, Any]) -> str:

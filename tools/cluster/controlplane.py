@@ -89,7 +89,7 @@ def _start_etcd(state: Path, bin_dir: Path, ports: dict[str, int]) -> str:
     return url
 
 
-def _apiserver_address_flags(real_nodes: int) -> list[str]:
+def _apiserver_address_flags(real_nodes: int, certs_dir: Path) -> list[str]:
     if not real_nodes:
         # The endpoint reconciler refuses a loopback address, and no pod would reach it anyway:
         # the `kubernetes` Service keeps its ClusterIP but gets no endpoints.
@@ -102,6 +102,9 @@ def _apiserver_address_flags(real_nodes: int) -> list[str]:
         "--endpoint-reconciler-type=lease",
         # `kubectl logs/exec` reach the kubelet at the node's InternalIP (no DNS for node names).
         "--kubelet-preferred-address-types=InternalIP,Hostname",
+        # The aggregation layer (metrics.k8s.io) calls metrics-server at its endpoint directly.
+        "--enable-aggregator-routing=true",
+        f"--kubelet-certificate-authority={certs_dir}/ca.crt",
     ]  # fmt: skip
 
 
@@ -112,7 +115,7 @@ def _start_apiserver(
     host = network.NODE_IP if real_nodes else "127.0.0.1"
     server = f"https://{host}:{ports['apiserver']}"
     procs.spawn("kube-apiserver", [
-        str(bin_dir / "kube-apiserver"), *_apiserver_address_flags(real_nodes),
+        str(bin_dir / "kube-apiserver"), *_apiserver_address_flags(real_nodes, pki),
         f"--secure-port={ports['apiserver']}",
         f"--etcd-servers={etcd_url}", f"--etcd-cafile={pki / 'ca.crt'}",
         f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",

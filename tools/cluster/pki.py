@@ -14,7 +14,7 @@ from pathlib import Path
 
 import network
 
-PKI_LAYOUT = 3  # bump when make_pki changes, so an older state dir regenerates its pki
+PKI_LAYOUT = 4  # bump when make_pki changes, so an older state dir regenerates its pki
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -103,6 +103,13 @@ def make_pki(pki: Path) -> None:
     issue_cert(f"node-{node}", f"/O=system:nodes/CN=system:node:{node}", pki)
     issue_cert("kube-proxy", "/CN=system:kube-proxy", pki)
     issue_cert("coredns", "/CN=roar:coredns", pki)
+    # Serving certificates from the cluster CA, so clients verify them: the kubelet's (the
+    # apiserver and metrics-server call it) and metrics-server's (the aggregation layer calls it),
+    # which is also its client certificate towards the apiserver and the kubelet.
+    ip = f"IP:{network.NODE_IP}"
+    issue_cert("kubelet-serving", f"/CN={node}", pki, sans=f"{ip},DNS:{node}", server=True)
+    ms = "DNS:metrics-server.kube-system.svc"
+    issue_cert("metrics-server", "/CN=roar:metrics-server", pki, sans=f"{ip},{ms}", server=True)
     _ec_key("sa", pki)
     _openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     for leftover in pki.glob("*.csr"):

@@ -14,6 +14,7 @@ the node's processes hold while they live.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -40,7 +41,9 @@ PAUSE_IMAGE = "roar.local/pause:1"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
 # Stop order: the kubelet first (after the pods are gone), containerd last.
-COMPONENTS = ("kubelet", "kube-proxy", "coredns", "hostpath-modes", "containerd")
+COMPONENTS = (
+    "kubelet", "kube-proxy", "coredns", "metrics-server", "hostpath-modes", "containerd",
+)  # fmt: skip
 # Where kube-controller-manager's hostPath provisioner makes each PV's directory.
 HOSTPATH_PV_DIR = Path("/tmp/hostpath_pv")
 LOCK = network.MACHINE_DIR / "lock"
@@ -137,6 +140,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   # Root here lacks CAP_SYS_RESOURCE: without this, runc fails to lower the pause container's
   # OOM score ("can't get final child's PID from pipe").
   restrict_oom_score_adj = true
+  # Pod network namespaces below the state dir, not in /run/netns: podman bind-mounts that dir
+  # over itself, which would hide our mounts from teardown.
+  netns_mounts_under_state_dir = true
   enable_selinux = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -203,6 +209,9 @@ def _kubelet_config(node: Path, pki: Path, port: int, healthz: int) -> Path:
             "x509": {"clientCAFile": str(pki / "ca.crt")},
         },
         "authorization": {"mode": "Webhook"},
+        # A serving certificate from the cluster CA: the apiserver and metrics-server verify it.
+        "tlsCertFile": str(pki / "kubelet-serving.crt"),
+        "tlsPrivateKeyFile": str(pki / "kubelet-serving.key"),
         "clusterDNS": [network.NODE_IP],
         "clusterDomain": "cluster.local",
         # No upstream resolver: pods resolve cluster names only, nothing off the machine.
@@ -262,6 +271,27 @@ def _kube_proxy_config(node: Path, state: Path, healthz: int, metrics: int) -> P
     return path
 
 
+def _metrics_api(pki: Path, port: int) -> list[dict]:
+    """The metrics.k8s.io API served by metrics-server on the node address: a Service without
+    selector and its EndpointSlice point at it, the APIService registers it (CA-verified)."""
+    meta = {"name": "metrics-server", "namespace": "kube-system",
+            "labels": {"kubernetes.io/service-name": "metrics-server"}}  # fmt: skip
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+         "spec": {"ports": [{"name": "https", "port": 443, "targetPort": port}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {**meta, "name": "metrics-server-node"}, "addressType": "IPv4",
+         "endpoints": [{"addresses": [network.NODE_IP], "conditions": {"ready": True}}],
+         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]},
+        {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+         "metadata": {"name": "v1beta1.metrics.k8s.io"},
+         "spec": {"group": "metrics.k8s.io", "version": "v1beta1",
+                  "service": {"name": "metrics-server", "namespace": "kube-system", "port": 443},
+                  "caBundle": base64.b64encode((pki / "ca.crt").read_bytes()).decode(),
+                  "groupPriorityMinimum": 100, "versionPriority": 100}},
+    ]  # fmt: skip
+
+
 def _corefile(node: Path, state: Path, health: int, ready: int, metrics: int) -> Path:
     path = node / "Corefile"
     path.write_text(f"""\
@@ -318,6 +348,50 @@ RBAC = [
                 "resources": ["endpointslices"],
                 "verbs": ["list", "watch"],
             },
+        ],
+    },
+    # metrics-server, as upstream's manifests grant it: read nodes and pods, scrape the kubelet's
+    # resource metrics, delegate authentication and authorization to the apiserver.
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "roar:metrics-server"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]},
+        ],
+    },
+    *(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"roar:metrics-server:{role.split(':')[-1]}"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role,
+            },
+            "subjects": [
+                {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "User",
+                    "name": "roar:metrics-server",
+                }
+            ],
+        }
+        for role in ("roar:metrics-server", "system:auth-delegator")
+    ),
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "roar:metrics-server-auth-reader", "namespace": "kube-system"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "extension-apiserver-authentication-reader",
+        },
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "roar:metrics-server"}
         ],
     },
     {
@@ -459,14 +533,11 @@ def start(
                                                   "items": RBAC}))  # fmt: skip
     ports = {n: procs.free_port() for n in ("kubelet", "kubelet-healthz", "proxy-healthz",
                                             "proxy-metrics", "dns-health", "dns-ready",
-                                            "dns-metrics")}  # fmt: skip
+                                            "dns-metrics", "metrics-server")}  # fmt: skip
     path = f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"
     env = {"PATH": path, "HOME": str(node), "LANG": "C.UTF-8"}
 
     _cni_config(node)
-    netns = Path("/var/run/netns")
-    before = sorted(p.name for p in netns.glob("cni-*")) if netns.is_dir() else []
-    (node / "netns-before.json").write_text(json.dumps(before) + "\n")
     procs.spawn("containerd", ["containerd", "--config", str(_containerd_config(node))], state,
                 env=env, pass_fds=(lock,))  # fmt: skip
     procs.wait("containerd", lambda: _ctr(node, "version") is not None, state, timeout=30)
@@ -490,6 +561,23 @@ def start(
     ], state, env=env, pass_fds=(lock,))  # fmt: skip
     procs.spawn("hostpath-modes", [sys.executable, str(Path(__file__).with_name("cluster.py")),
                                    "hostpath-modes"], state, env=env, pass_fds=(lock,))  # fmt: skip
+    ms = state / "metrics-server.kubeconfig"
+    certs.write_kubeconfig(ms, pki, "metrics-server", server)
+    procs.spawn("metrics-server", [
+        str(bin_dir / "metrics-server"), f"--bind-address={network.NODE_IP}",
+        f"--secure-port={ports['metrics-server']}",
+        f"--tls-cert-file={pki / 'metrics-server.crt'}",
+        f"--tls-private-key-file={pki / 'metrics-server.key'}",
+        f"--kubeconfig={ms}", f"--authentication-kubeconfig={ms}",
+        f"--authorization-kubeconfig={ms}",
+        f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+        f"--kubelet-client-certificate={pki / 'metrics-server.crt'}",
+        f"--kubelet-client-key={pki / 'metrics-server.key'}",
+        "--kubelet-preferred-address-types=InternalIP", "--kubelet-use-node-status-port",
+        "--metric-resolution=15s", "--v=1",
+    ], state, env=env, pass_fds=(lock,))  # fmt: skip
+    kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+        "items": _metrics_api(pki, ports["metrics-server"])}))  # fmt: skip
     procs.spawn("coredns", [
         str(bin_dir / "coredns"), "-conf",
         str(_corefile(node, state, ports["dns-health"], ports["dns-ready"], ports["dns-metrics"])),
@@ -505,6 +593,12 @@ def start(
     procs.wait("CoreDNS ready", lambda: procs.http_ok(dns_ready), state)
     proxy_healthz = f"http://127.0.0.1:{ports['proxy-healthz']}/healthz"
     procs.wait("kube-proxy healthy", lambda: procs.http_ok(proxy_healthz), state)
+
+    def metrics_api_available() -> bool:
+        jsonpath = "jsonpath={.status.conditions[?(@.type=='Available')].status}"
+        return kubectl("get", "apiservice", "v1beta1.metrics.k8s.io", "-o", jsonpath) == "True"
+
+    procs.wait("the metrics API available", metrics_api_available, state)
     (node / "ports.json").write_text(json.dumps(ports, indent=2) + "\n")
     log(f"real node {NODE} Ready at {network.NODE_IP}")
 
@@ -591,12 +685,6 @@ def _remove_cgroups() -> None:
             root.rmdir()
 
 
-def _netns() -> list[Path]:
-    """containerd's pod network namespaces (bind mounts under /var/run/netns)."""
-    d = Path("/var/run/netns")
-    return list(d.glob("cni-*")) if d.is_dir() else []
-
-
 def stop(state: Path, kubectl: Callable[..., str] | None, *, log: Log) -> list[str]:
     """Stop the node and put the machine back as it was; returns what could not be undone."""
     node = state / "node"
@@ -605,17 +693,11 @@ def stop(state: Path, kubectl: Callable[..., str] | None, *, log: Log) -> list[s
         return []
     if kubectl is not None and "kubelet" in running:
         _drain(kubectl, log=log)
-    procs.stop(state, ["kubelet", "kube-proxy", "coredns", "hostpath-modes"], log=log)
+    procs.stop(state, ["kubelet", "kube-proxy", "coredns", "metrics-server", "hostpath-modes"],
+               log=log)  # fmt: skip
     _kill_leftovers(node, log=log)
     procs.stop(state, ["containerd"], log=log)
     _kill_leftovers(node, log=log)
-    netns_before = set(json.loads((node / "netns-before.json").read_text())) if (
-        node / "netns-before.json").exists() else set()  # fmt: skip
-    for ns in _netns():
-        if ns.name not in netns_before:
-            subprocess.run(["umount", "-l", str(ns)], capture_output=True)
-            with contextlib.suppress(OSError):
-                ns.unlink()
     _unmount_under(node, Path("/run/containerd"))
     _remove_cgroups()
     problems = network.restore()
