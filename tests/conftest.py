@@ -16,7 +16,7 @@ from support.mariadb import MariaDB
 from support.roar import RoarServer, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
-TIERS = {"unit", "api", "db", "web", "images", "manifests", "cluster", "operator"}
+TIERS = {"unit", "api", "db", "web", "images", "manifests", "cluster", "operator", "monitoring"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from roar import metrics
 from roar.db.schema import AGENT_COLUMNS
 
 __all__ = ["AgentsCache", "Snapshot", "legacy_json"]
@@ -68,13 +69,14 @@ class AgentsCache:
 
     async def _reload(self) -> Snapshot:
         generation = self._generation
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         rows = tuple(await self._load())
         # Age counts from before the read: the rows are at least as new as that.
         snap = Snapshot(rows=rows, legacy_list=legacy_json(rows), loaded_at=started)
         # A write during the read may not be in it: then keep it for this request only.
         if generation == self._generation:
             self._snapshot = snap
+            metrics.SNAPSHOT_LOADED.set(started_wall)
         return snap
 
     async def refresh_forever(self) -> None:

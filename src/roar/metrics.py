@@ -20,9 +20,12 @@ __all__ = [
     "CONTENT_TYPE_LATEST",
     "DB_POOL_IN_USE",
     "DB_QUERY_SECONDS",
+    "DB_UP",
     "IN_FLIGHT",
     "REQUESTS",
     "REQUEST_SECONDS",
+    "SNAPSHOT_LOADED",
+    "SNAPSHOT_TTL",
     "render",
     "set_build_info",
 ]
@@ -52,6 +55,23 @@ DB_QUERY_SECONDS = Histogram(
     "Database statement latency",
     ["operation"],
     buckets=_LATENCY_BUCKETS,
+)
+#: Set by every round trip whose purpose is to reach the database: the agents snapshot's
+#: background refresh (every ROAR_CACHE_TTL / 2 s) and each readiness check. 0 until the first.
+DB_UP = Gauge(
+    "roar_db_up",
+    "1 when this worker's last database round trip succeeded, 0 when it failed",
+    multiprocess_mode="livemin",
+)
+SNAPSHOT_LOADED = Gauge(
+    "roar_agents_snapshot_loaded_timestamp_seconds",
+    "Unix time the oldest worker's agents snapshot was read from the database",
+    multiprocess_mode="livemin",
+)
+SNAPSHOT_TTL = Gauge(
+    "roar_agents_snapshot_ttl_seconds",
+    "The agents snapshot's freshness bound (ROAR_CACHE_TTL); 0 means no snapshot is kept",
+    multiprocess_mode="livemax",
 )
 BUILD_INFO = Gauge(
     "roar_build_info",

@@ -118,16 +118,20 @@ class Operator:
             self._thread = None
 
 
-@pytest.fixture
-async def operator(api: kmock.KubernetesEmulator, tmp_path: Path) -> AsyncIterator[Operator]:
-    kubeconfig = tmp_path / "kmock.kubeconfig"
-    kubeconfig.write_text(json.dumps({
+def kmock_kubeconfig(api: kmock.KubernetesEmulator, path: Path) -> Path:
+    """A kubeconfig that points a client (the operator) at the kmock API server."""
+    path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
         "clusters": [{"name": "kmock", "cluster": {"server": str(api.url).rstrip("/")}}],
         "users": [{"name": "kmock", "user": {"token": "kmock-token"}}],
         "contexts": [{"name": "kmock",
                       "context": {"cluster": "kmock", "user": "kmock", "namespace": NS}}],
     }))  # fmt: skip
-    op = Operator(kubeconfig)
+    return path
+
+
+@pytest.fixture
+async def operator(api: kmock.KubernetesEmulator, tmp_path: Path) -> AsyncIterator[Operator]:
+    op = Operator(kmock_kubeconfig(api, tmp_path / "kmock.kubeconfig"))
     yield op
     await op.stop()

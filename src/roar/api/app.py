@@ -33,12 +33,19 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_engine(url, pool_size=settings.db_pool_size, timeout=settings.db_timeout)
 
         async def load() -> Sequence[dict[str, Any]]:
-            async with engine.connect() as conn:
-                return [dict(row._mapping) for row in await crud.all_agents(conn)]
+            try:
+                async with engine.connect() as conn:
+                    rows = [dict(row._mapping) for row in await crud.all_agents(conn)]
+            except Exception:
+                metrics.DB_UP.set(0)
+                raise
+            metrics.DB_UP.set(1)
+            return rows
 
         app.state.engine = engine
         app.state.cache = AgentsCache(load, settings.cache_ttl)
         metrics.DB_POOL_SIZE.set(settings.db_pool_size)
+        metrics.SNAPSHOT_TTL.set(settings.cache_ttl)
         metrics.set_build_info(
             version=__version__,
             status_version=settings.status_version,

@@ -10,7 +10,7 @@ from typing import Any
 
 from roar.kube import labels as lb
 from roar.kube import names
-from roar.kube.spec import RoarSpec
+from roar.kube.spec import RoarSpec, ServiceMonitor
 
 __all__ = [
     "build_all",
@@ -23,6 +23,7 @@ __all__ = [
     "build_network_policies",
     "build_pdb",
     "build_service_account",
+    "build_service_monitor",
     "build_web_deployment",
     "build_web_service",
 ]
@@ -256,6 +257,29 @@ def build_web_service(spec: RoarSpec) -> Obj:
             "type": spec.service_type,
             "selector": lb.selector_labels(spec.instance, names.WEB),
             "ports": [port],
+        },
+    }
+
+
+def build_service_monitor(spec: RoarSpec) -> Obj:
+    """A Prometheus Operator ServiceMonitor for web's /metrics (``spec.service_monitor``, or
+    the defaults when it is None)."""
+    monitor = spec.service_monitor or ServiceMonitor()
+    meta = _meta(spec, names.web_name(spec.instance), names.WEB)
+    meta["labels"].update(dict(monitor.labels))
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": meta,
+        "spec": {
+            "selector": {"matchLabels": lb.selector_labels(spec.instance, names.WEB)},
+            "endpoints": [
+                {
+                    "port": names.WEB_PORT_NAME,
+                    "path": names.METRICS_PATH,
+                    "interval": monitor.interval,
+                }
+            ],
         },
     }
 

@@ -8,9 +8,11 @@ from typing import Literal
 
 from roar.kube import names
 
-__all__ = ["ExternalDatabase", "Resources", "RoarSpec", "SecretKeyRef"]
+__all__ = ["ExternalDatabase", "Resources", "RoarSpec", "SecretKeyRef", "ServiceMonitor"]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+#: A Prometheus duration as the Prometheus Operator's CRDs accept it (``30s``, ``1m``).
+DURATION_PATTERN = r"^[0-9]+(ms|s|m|h)$"
 ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
 
 
@@ -52,6 +54,19 @@ class ExternalDatabase:
     user_key: str = "user"
     password_key: str = "password"
     port: int = 3306
+
+
+@dataclass(frozen=True)
+class ServiceMonitor:
+    """A Prometheus Operator ServiceMonitor for web's /metrics (needs its CRD)."""
+
+    interval: str = "30s"
+    #: Labels the Prometheus selects ServiceMonitors by (e.g. ``release: kube-prometheus``).
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not re.match(DURATION_PATTERN, self.interval):
+            raise ValueError(f"interval: {self.interval!r} is not a duration such as 30s")
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,8 @@ class RoarSpec:
     #: field out (Kubernetes then retains the claim).
     db_claim_retention: Literal["Retain", "Delete"] | None = None
     log_format: Literal["json", "text"] = "json"
+    #: When set, a ServiceMonitor lets a Prometheus Operator scrape web.
+    service_monitor: ServiceMonitor | None = None
 
     def __post_init__(self) -> None:
         for label, value in (("instance", self.instance), ("namespace", self.namespace)):

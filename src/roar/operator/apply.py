@@ -32,6 +32,7 @@ PLURALS = {
     "Secret": "secrets",
     "Service": "services",
     "ServiceAccount": "serviceaccounts",
+    "ServiceMonitor": "servicemonitors",
     "StatefulSet": "statefulsets",
 }
 MERGE_PATCH = "application/merge-patch+json"

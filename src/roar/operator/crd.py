@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from roar.kube import names
-from roar.kube.spec import Resources
+from roar.kube.spec import DURATION_PATTERN, Resources, ServiceMonitor
 from roar.operator import settings as st
 
 __all__ = ["build_crd", "render"]
@@ -170,6 +170,30 @@ def _spec_schema() -> Obj:
             },
             "resources": _resources(Resources(), "web"),
             "logFormat": _str("web log format", enum=["json", "text"], default="json"),
+            "monitoring": {
+                "type": "object",
+                "default": {},
+                "properties": {
+                    "serviceMonitor": {
+                        "type": "object",
+                        "description": "A Prometheus Operator ServiceMonitor for web's "
+                        "/metrics (needs the monitoring.coreos.com CRDs). Turning it off "
+                        "later leaves it in place: delete it, or let it go with the RoarApp.",
+                        "default": {},
+                        "properties": {
+                            "enabled": {"type": "boolean", "default": False,
+                                        "description": "create the ServiceMonitor"},
+                            "interval": _str("scrape interval",
+                                             default=ServiceMonitor.interval,
+                                             pattern=DURATION_PATTERN),
+                            "labels": {"type": "object",
+                                       "additionalProperties": {"type": "string"},
+                                       "description": "labels your Prometheus selects "
+                                       "ServiceMonitors by, e.g. release: kube-prometheus"},
+                        },
+                    },
+                },
+            },
             "database": {
                 "type": "object",
                 "default": {},

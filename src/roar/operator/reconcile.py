@@ -17,7 +17,7 @@ from typing import Any
 
 from roar.kube import builders, names
 from roar.kube import labels as lb
-from roar.kube.spec import ExternalDatabase, Resources, RoarSpec, SecretKeyRef
+from roar.kube.spec import ExternalDatabase, Resources, RoarSpec, SecretKeyRef, ServiceMonitor
 from roar.operator import settings as st
 
 __all__ = [
@@ -100,6 +100,7 @@ def to_roar_spec(app: Mapping[str, Any], defaults: st.OperatorSettings) -> RoarS
             password_key=external.get("passwordKey", "password"),
             port=int(external.get("port", names.DB_PORT)),
         )
+    monitor = _get(spec, "monitoring", "serviceMonitor") or {}
     tag = _get(spec, "image", "tag") or defaults.default_tag
     kwargs: dict[str, Any] = {
         "instance": meta["name"],
@@ -129,6 +130,7 @@ def to_roar_spec(app: Mapping[str, Any], defaults: st.OperatorSettings) -> RoarS
         if token
         else None,
         "log_format": spec.get("logFormat", "json"),
+        "service_monitor": _service_monitor(monitor) if monitor.get("enabled") else None,
         "external_db": ext,
         "db_claim_retention": None
         if ext
@@ -138,6 +140,16 @@ def to_roar_spec(app: Mapping[str, Any], defaults: st.OperatorSettings) -> RoarS
         return RoarSpec(**kwargs)
     except (ValueError, TypeError) as exc:
         raise InvalidSpec(str(exc)) from exc
+
+
+def _service_monitor(raw: Mapping[str, Any]) -> ServiceMonitor:
+    try:
+        return ServiceMonitor(
+            interval=raw.get("interval", ServiceMonitor.interval),
+            labels=tuple(sorted((raw.get("labels") or {}).items())),
+        )
+    except ValueError as exc:
+        raise InvalidSpec(f"spec.monitoring.serviceMonitor.{exc}") from exc
 
 
 def owner_reference(app: Mapping[str, Any]) -> Obj:
@@ -211,6 +223,9 @@ def desired_objects(
         builders.build_web_deployment(spec),
         builders.build_pdb(spec),
     ]
+    if spec.service_monitor is not None:
+        # Last: without the Prometheus Operator's CRD only this child fails (Degraded says so).
+        objects.append(builders.build_service_monitor(spec))
     return [_own(obj, app) for obj in objects]
 
 

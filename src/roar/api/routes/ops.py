@@ -28,11 +28,13 @@ async def readyz(request: Request, engine: EngineDep, settings: SettingsDep) -> 
         async with asyncio.timeout(settings.db_timeout), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:  # any failure means "not ready"; say which dependency and why
+        metrics.DB_UP.set(0)
         reason = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
         return json(
             {"status": "unavailable", "database": f"{request.app.state.database_name}: {reason}"},
             503,
         )
+    metrics.DB_UP.set(1)
     return json({"status": "ready", "database": "ok"})
 
 

@@ -1,0 +1,3 @@
+from roar.monitoring.render import main
+
+raise SystemExit(main())
