@@ -102,6 +102,15 @@ class LoadResult:
         return sum(self.statuses.values()) + len(self.errors)
 
 
+def serves_only(url: str, suffix: str, count: int = 10) -> bool:
+    """`count` requests in a row, each on a new connection, all answered with a body ending in
+    `suffix`: the Service sends nothing to an old pod any more (kube-proxy has caught up)."""
+    try:
+        return all(get(url).text.endswith(suffix) for _ in range(count))
+    except httpx.HTTPError:
+        return False
+
+
 def request_loop(
     url: str, *, until: Any, max_requests: int = 5000, max_seconds: float = 240
 ) -> LoadResult:

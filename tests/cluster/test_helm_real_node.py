@@ -4,7 +4,7 @@ to v2 and the rollback keep serving. The tests build on each other, in file orde
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from nodekit import (
     live_pods,
     real_namespace,
     request_loop,
+    serves_only,
     wait_rollout,
 )
 
@@ -84,23 +85,16 @@ def test_lab7_upgrade_to_v2_and_rollback_keep_serving(
 ) -> None:
     url = f"{BASE}/roar/api/v1/status/version"
 
-    def upgraded(version: str) -> Callable[[], bool]:
-        return lambda: (
-            answers(url)
-            and get(url).text.endswith(version)
-            and not any(
-                p["metadata"].get("deletionTimestamp")
-                for p in live_pods(kube_cluster, NS, "app.kubernetes.io/component=web")
-            )
-        )
-
+    # Each `--wait` returns once the new pods are ready; the old one drains for a few seconds
+    # after, still answering, so the loop runs until only the new version answers.
     kube_cluster.helm("upgrade", release, str(CHART), "-n", NS, *VALUES, "--set", "flavor=v2",
                       "--wait", "--timeout=5m", timeout=360)  # fmt: skip
-    up = request_loop(url, until=upgraded("00.02.00"), max_requests=3000, max_seconds=120)
+    up = request_loop(url, until=lambda: serves_only(url, "00.02.00"), max_seconds=120)
     assert up.errors == [] and set(up.statuses) == {200}, (up.errors[:3], up.statuses)
+    assert serves_only(url, "00.02.00")
     kube_cluster.helm("rollback", release, "1", "-n", NS, "--wait", "--timeout=5m", timeout=360)
-    back = request_loop(url, until=upgraded("00.01.00"), max_requests=3000, max_seconds=120)
+    back = request_loop(url, until=lambda: serves_only(url, "00.01.00"), max_seconds=120)
     assert back.errors == [] and set(back.statuses) == {200}, (back.errors[:3], back.statuses)
-    assert get(url).text.endswith("00.01.00")
+    assert serves_only(url, "00.01.00")
     history = kube_cluster.helm("history", release, "-n", NS).stdout
     assert "Rollback to 1" in history

@@ -29,6 +29,7 @@ from nodekit import (
     pods,
     real_namespace,
     request_loop,
+    serves_only,
     sql,
     wait_rollout,
 )
@@ -205,14 +206,14 @@ def test_rolling_update_under_load_loses_no_request(kube_cluster: KubeCluster, d
         )
 
     result = request_loop(url, until=rolled_out, max_requests=6000, max_seconds=240)
-    # A few more seconds after the old pod is gone: the endpoints settle.
-    tail = request_loop(url, until=lambda: False, max_requests=50, max_seconds=5)
+    # Then until only v2 answers (kube-proxy drops the old pods' endpoints a moment after).
+    tail = request_loop(url, until=lambda: serves_only(url, "00.02.00"), max_seconds=60)
     print(f"{result.total} requests in the rollout: {result.statuses} {result.versions}")
     assert rolled_out(), "the rollout did not finish within the loop's bound"
     assert result.errors == [] and tail.errors == []
     assert set(result.statuses) == {200} and set(tail.statuses) == {200}
     assert result.versions["00.01.00"] > 0 and result.versions["00.02.00"] > 0
-    assert set(tail.versions) == {"00.02.00"}
+    assert serves_only(url, "00.02.00")
 
 
 def pods_terminating(cluster: KubeCluster) -> bool:

@@ -117,8 +117,8 @@ def test_every_container_has_resources_and_runs_non_root(render: h.Render) -> No
                 assert {"cpu", "memory"} <= set(resources.get(part) or {}), f"{where} {part}"
             sc = {**pod_sc, **(c.get("securityContext") or {})}
             if c["name"] == "data-owner" and render.name == "kustomize/lab6-hostpath":
-                # The documented hostPath exception: a root chown step with CHOWN/FOWNER only.
-                assert sc["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]}
+                # The documented hostPath exception: a root chown step with CHOWN only.
+                assert sc["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
                 continue
             assert sc.get("runAsNonRoot") is True, where
             assert isinstance(sc.get("runAsUser"), int) and sc["runAsUser"] > 0, where
