@@ -188,9 +188,9 @@ def test_rolling_update_under_load_loses_no_request(kube_cluster: KubeCluster, d
     probes, real endpoint updates)."""
     url = f"{BASE}/roar/api/v1/status/version"
     assert get(url).text.endswith("00.01.00")
-    # Two replicas, as for any zero-downtime rollout: with one, a single missed readiness probe
+    # Three replicas, as for any zero-downtime rollout: with one, a single missed readiness probe
     # (a busy 2-core machine) leaves the Service without endpoints, whatever the rollout does.
-    kube_cluster.kubectl("scale", "-n", NS, "deployment/roar-web", "--replicas=2")
+    kube_cluster.kubectl("scale", "-n", NS, "deployment/roar-web", "--replicas=3")
     wait_rollout(kube_cluster, NS, "deployment/roar-web")
     kube_cluster.kubectl("set", "env", "-n", NS, "deployment/roar-web", "-c", "web",
                          "ROAR_FLAVOR=v2")  # fmt: skip
@@ -200,15 +200,18 @@ def test_rolling_update_under_load_loses_no_request(kube_cluster: KubeCluster, d
         st = dep["status"]
         return (
             st.get("observedGeneration") == dep["metadata"]["generation"]
-            and st.get("updatedReplicas") == st.get("replicas") == st.get("readyReplicas") == 2
-            and len(live_pods(kube_cluster, NS, WEB_PODS)) == 2
+            and st.get("updatedReplicas") == st.get("replicas") == st.get("readyReplicas") == 3
+            and len(live_pods(kube_cluster, NS, WEB_PODS)) == 3
             and not pods_terminating(kube_cluster)
         )
 
     result = request_loop(url, until=rolled_out, max_requests=6000, max_seconds=240)
     # Then until only v2 answers (kube-proxy drops the old pods' endpoints a moment after).
     tail = request_loop(url, until=lambda: serves_only(url, "00.02.00"), max_seconds=60)
-    print(f"{result.total} requests in the rollout: {result.statuses} {result.versions}")
+    print(
+        f"{result.total} requests in the rollout: {result.statuses} {result.versions}; "
+        f"connections refused once, then answered: {len(result.retried)}"
+    )
     assert rolled_out(), "the rollout did not finish within the loop's bound"
     assert result.errors == [] and tail.errors == []
     assert set(result.statuses) == {200} and set(tail.statuses) == {200}
