@@ -7,6 +7,7 @@ with the reason (a silent skip would let CI go green without the tier)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -32,8 +33,12 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
     bin_dir = Path(build.stdout.strip().splitlines()[-1])
     state = tmp_path_factory.mktemp("kube-cluster")
     before = HostState.read()
+    # One real node per machine: parallel development sessions set ROAR_TEST_REAL_NODES=0 and
+    # deselect the real_node tests (CI always runs with the node).
+    real_nodes = os.environ.get("ROAR_TEST_REAL_NODES", "1")
     up = subprocess.run(
-        [str(TOOLS / "up"), "--dir", str(state), "--bin-dir", str(bin_dir), "--real-nodes", "1"],
+        [str(TOOLS / "up"), "--dir", str(state), "--bin-dir", str(bin_dir),
+         "--real-nodes", real_nodes],
         capture_output=True, text=True,
     )  # fmt: skip
     if up.returncode != 0:
