@@ -27,9 +27,25 @@ def _settings(**overrides: Any) -> tuple[Settings, dict[str, Any]]:
         settings.resolved_database_url  # noqa: B018 - fail now on a bad database setting
     except ConfigError:
         raise
-    except ValueError as exc:  # pydantic's ValidationError names the variable
-        raise ConfigError(str(exc).replace("\n", " ")) from None
+    except ValueError as exc:  # pydantic's ValidationError names the field
+        raise ConfigError(_name_variables(exc, given) + str(exc).replace("\n", " ")) from None
     return settings, given
+
+
+def _name_variables(exc: ValueError, given: dict[str, Any]) -> str:
+    """``ROAR_X: `` (or ``--x: `` for an option) for each field a validation error names."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return ""
+    names = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error.get("loc") else ""
+        if field in given:
+            names.append("--" + field.replace("_", "-"))
+        elif field:
+            names.append(field if field.isupper() else f"ROAR_{field.upper()}")
+    return ", ".join(dict.fromkeys(names)) + ": " if names else ""
 
 
 def _run(coro_fn: Callable[..., Any], *args: Any) -> Any:
@@ -218,11 +234,11 @@ def kube() -> None:
 
 
 @kube.command()
-@click.argument("what", type=click.Choice(["base", "all"]))
+@click.argument("what", type=click.Choice(["base", "mesh", "all"]))
 @click.argument("directory", required=False)
 def render(what: str, directory: str | None) -> None:
-    """Write the kustomize base into DIRECTORY (default deploy/kustomize/base), or print all
-    objects as YAML."""
+    """Write the kustomize base (or the mesh overlay's generated files) into DIRECTORY (default
+    deploy/kustomize/base or deploy/kustomize/overlays/mesh), or print all objects as YAML."""
     from roar.kube.render import main as render_main
 
     code = render_main([what, *([directory] if directory else [])])
@@ -246,21 +262,36 @@ def operator() -> None:
 @click.option("--metrics-port", type=int, help="Port of the metrics endpoint.")
 @click.option("--liveness", help="Liveness endpoint, e.g. http://0.0.0.0:8091/healthz.")
 @click.option("-v", "--verbose", is_flag=True)
-def operator_run(kubeconfig: str | None, namespace: str | None, all_namespaces: bool,
-                 metrics_host: str | None, metrics_port: int | None, liveness: str | None,
-                 verbose: bool) -> None:
+def operator_run(
+    kubeconfig: str | None,
+    namespace: str | None,
+    all_namespaces: bool,
+    metrics_host: str | None,
+    metrics_port: int | None,
+    liveness: str | None,
+    verbose: bool,
+) -> None:
     """Run the operator against the current kubeconfig until SIGINT/SIGTERM."""
     from roar.operator.runner import run
 
-    run(kubeconfig, namespace, all_namespaces, metrics_host=metrics_host,
-        metrics_port=metrics_port, liveness=liveness, verbose=verbose)
+    run(
+        kubeconfig,
+        namespace,
+        all_namespaces,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        liveness=liveness,
+        verbose=verbose,
+    )
 
 
 # API client ------------------------------------------------------------------------------
 
 from roar.client_cli import agents  # noqa: E402  (the group lives beside its HTTP client)
+from roar.load import load  # noqa: E402  (the command lives beside its load runner)
 
 cli.add_command(agents)
+cli.add_command(load)
 
 
 def main(args: list[str] | None = None) -> None:

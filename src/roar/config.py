@@ -18,18 +18,22 @@ from __future__ import annotations
 
 import functools
 from enum import StrEnum
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["ConfigError", "Flavor", "LogFormat", "Settings", "get_settings"]
+__all__ = ["CHAOS_MAX_SECONDS", "ConfigError", "Flavor", "LogFormat", "Settings", "get_settings"]
 
 #: The status version string of each flavor; Istio labs count these two strings.
 FLAVOR_VERSIONS = {"v1": "00.01.00", "v2": "00.02.00"}
+
+#: The longest delay (seconds) any chaos setting or route may ask for.
+CHAOS_MAX_SECONDS = 60.0
 
 
 class ConfigError(Exception):
@@ -102,6 +106,18 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.text
     log_level: Annotated[str, NoDecode] = "INFO"
 
+    #: Marks a production deployment; ROAR then refuses to start with ``chaos`` on.
+    production: bool = False
+    #: Test-only fault injection (docs/chaos.md): the /chaos routes and the random faults below.
+    #: Off by default; without it the ``chaos_*`` settings are ignored.
+    chaos: bool = False
+    #: Share of API and page requests answered with ``chaos_error_status`` (0..1).
+    chaos_error_rate: float = Field(0.0, ge=0, le=1)
+    chaos_error_status: int = Field(500, ge=400, le=599)
+    #: Share of API and page requests delayed by ``chaos_delay_seconds`` (0..1).
+    chaos_delay_rate: float = Field(0.0, ge=0, le=1)
+    chaos_delay_seconds: float = Field(0.0, ge=0, le=CHAOS_MAX_SECONDS)
+
     # Legacy variables (unprefixed), see the module docstring.
     mysql_host: str | None = _legacy("MYSQL_HOST")
     mysql_service_host: str | None = _legacy("MYSQL_SERVICE_HOST")
@@ -126,6 +142,20 @@ class Settings(BaseSettings):
             path = getattr(self, file_field)
             if getattr(self, field) is None and path is not None:
                 object.__setattr__(self, field, SecretStr(_read_secret_file(path, variable)))
+        return self
+
+    @field_validator("chaos_error_status")
+    @classmethod
+    def _known_error_status(cls, value: int) -> int:
+        return known_status(value)
+
+    @model_validator(mode="after")
+    def _no_chaos_in_production(self) -> Settings:
+        if self.chaos and self.production:
+            raise ConfigError(
+                "ROAR_CHAOS and ROAR_PRODUCTION are both true: fault injection is for tests "
+                "only; unset ROAR_CHAOS to run in production"
+            )
         return self
 
     @property
@@ -163,6 +193,15 @@ class Settings(BaseSettings):
     @property
     def is_embedded(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+
+def known_status(value: int) -> int:
+    """``value`` if it is an HTTP status with a standard phrase (answers need its title)."""
+    try:
+        HTTPStatus(value)
+    except ValueError:
+        raise ValueError(f"{value} is not a standard HTTP status") from None
+    return value
 
 
 def redact_url(url: str) -> str:

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from roar import __version__, metrics
 from roar.api.middleware import RequestMiddleware
 from roar.api.problems import install_handlers
 from roar.api.routes import agents, legacy, ops
 from roar.cache import AgentsCache
+from roar.chaos import Chaos, install_slow_queries
 from roar.config import Settings
 from roar.db import agents as crud
 from roar.db.engine import create_engine
@@ -26,6 +27,8 @@ log = logging.getLogger("roar")
 
 def create_app(settings: Settings) -> FastAPI:
     """A ROAR application for ``settings``; the database is opened by its lifespan."""
+    # Test-only fault injection (roar.chaos): without ROAR_CHAOS nothing of it is mounted.
+    chaos = Chaos.from_settings(settings) if settings.chaos else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,6 +45,8 @@ def create_app(settings: Settings) -> FastAPI:
             metrics.DB_UP.set(1)
             return rows
 
+        if chaos is not None:
+            install_slow_queries(engine, chaos)
         app.state.engine = engine
         app.state.cache = AgentsCache(load, settings.cache_ttl)
         metrics.DB_POOL_SIZE.set(settings.db_pool_size)
@@ -57,6 +62,8 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             refresher.cancel()
+            if chaos is not None:
+                await chaos.release()
             await engine.dispose()
 
     app = FastAPI(
@@ -74,19 +81,36 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.draining = False
     app.state.database_name = settings.database_name
+    app.state.chaos = chaos
     install_handlers(app)
-    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in (ops.router, legacy.router, agents.router):
-        app.include_router(router)
-    _include_web(app)
+    app.add_middleware(
+        RequestMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        version=settings.status_version,
+    )
+    faults: list[Any] = []
+    app.include_router(ops.router)
+    if chaos is not None:
+        from roar.api.routes import chaos as chaos_routes
+
+        log.warning(
+            "chaos is ON (ROAR_CHAOS=true): /chaos can inject faults; faults now %s; "
+            "for tests only, never in production",
+            chaos.faults,
+        )
+        app.include_router(chaos_routes.router)
+        faults = [Depends(chaos_routes.inject_faults)]
+    for router in (legacy.router, agents.router):
+        app.include_router(router, dependencies=faults)
+    _include_web(app, faults)
     return app
 
 
-def _include_web(app: FastAPI) -> None:
+def _include_web(app: FastAPI, dependencies: list[Any]) -> None:
     """The web page's routes (roar.web), when the page is part of this build."""
     try:
         from roar.web.routes import router as web_router
     except ImportError:
         log.debug("roar.web.routes not present; serving the APIs only")
         return
-    app.include_router(web_router)
+    app.include_router(web_router, dependencies=dependencies)

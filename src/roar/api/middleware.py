@@ -1,26 +1,34 @@
-"""One pure-ASGI middleware for every request: request id, body limit, metrics, access log.
+"""One pure-ASGI middleware for every request: request id, version header, body limit, metrics,
+access log.
 
 Pure ASGI (not BaseHTTPMiddleware) because it sits on the hot path of every request."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roar import metrics
-from roar.api.problems import BodyTooLarge
+from roar.api.problems import BodyTooLarge, problem
 from roar.logs import access_logger
 
 __all__ = ["RequestMiddleware"]
 
+log = logging.getLogger("roar.api")
+
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, version: str) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        # Every answer says which status version served it (``X-Roar-Version``), so a load run
+        # or a mesh lab can count versions on any route. Encoded once, here.
+        self.version_header = (b"x-roar-version", version.encode("latin-1"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -30,14 +38,18 @@ class RequestMiddleware:
         headers = dict(scope["headers"])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         status = 500
+        started_answer = False
+        version_header = self.version_header
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_answer
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_answer = True
                 message["headers"] = [
                     *message.get("headers", ()),
                     (b"x-request-id", request_id.encode("latin-1")),
+                    version_header,
                 ]
             await send(message)
 
@@ -58,6 +70,14 @@ class RequestMiddleware:
                 await _reject_too_large(send_with_id, self.max_body)
             else:
                 await self.app(scope, receive_capped, send_with_id)
+        except Exception:
+            if started_answer:
+                raise
+            # Answered here rather than by Starlette's outermost error middleware, so that this
+            # 500 too carries the request id and the version, and is counted as a 500.
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            answer = problem(Request(scope), 500, "Internal error; the server log has the details")
+            await answer(scope, receive, send_with_id)
         finally:
             metrics.IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started

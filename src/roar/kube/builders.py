@@ -24,6 +24,7 @@ __all__ = [
     "build_pdb",
     "build_service_account",
     "build_service_monitor",
+    "build_track_service",
     "build_web_deployment",
     "build_web_service",
 ]
@@ -123,6 +124,27 @@ def _web_env(spec: RoarSpec) -> list[Obj]:
     return env
 
 
+def _web_selector(spec: RoarSpec) -> dict[str, str]:
+    """What web's Deployment selects: with a track, only that version's pods."""
+    selector = lb.selector_labels(spec.instance, names.WEB)
+    if spec.track is not None:
+        selector[lb.TRACK] = spec.track.label
+    return selector
+
+
+def _web_meta(spec: RoarSpec, name: str) -> Obj:
+    meta = _meta(spec, name, names.WEB)
+    if spec.track is not None:
+        meta["labels"][lb.TRACK] = spec.track.label
+    return meta
+
+
+def _web_deployment_name(spec: RoarSpec) -> str:
+    if spec.track is None or spec.track.primary:
+        return names.web_name(spec.instance)
+    return names.web_track_name(spec.instance, spec.track.name)
+
+
 def _http_probe(path: str, *, period: int, failures: int, timeout: int = 2) -> Obj:
     return {
         "httpGet": {"path": path, "port": names.WEB_PORT_NAME},
@@ -202,21 +224,24 @@ def build_web_deployment(spec: RoarSpec) -> Obj:
         "volumeMounts": tmp_mount,
     }
     pod_labels = lb.labels(spec.instance, names.WEB, spec.tag)
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(names.WEB_PORT),
+        "prometheus.io/path": names.METRICS_PATH,
+    }
+    if spec.track is not None:
+        pod_labels[lb.TRACK] = spec.track.label
+        # Versions side by side run in a mesh, where a proxy container joins web in the pod:
+        # `kubectl logs/exec` still mean web without -c, whatever the injector does.
+        annotations["kubectl.kubernetes.io/default-container"] = names.WEB
     deployment_spec: Obj = {
-        "selector": {"matchLabels": lb.selector_labels(spec.instance, names.WEB)},
+        "selector": {"matchLabels": _web_selector(spec)},
         "strategy": {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
         },
         "template": {
-            "metadata": {
-                "labels": pod_labels,
-                "annotations": {
-                    "prometheus.io/scrape": "true",
-                    "prometheus.io/port": str(names.WEB_PORT),
-                    "prometheus.io/path": names.METRICS_PATH,
-                },
-            },
+            "metadata": {"labels": pod_labels, "annotations": annotations},
             "spec": {
                 "serviceAccountName": names.web_name(spec.instance),
                 "automountServiceAccountToken": False,
@@ -235,18 +260,24 @@ def build_web_deployment(spec: RoarSpec) -> Obj:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(spec, names.web_name(spec.instance), names.WEB),
+        "metadata": _web_meta(spec, _web_deployment_name(spec)),
         "spec": deployment_spec,
     }
 
 
-def build_web_service(spec: RoarSpec) -> Obj:
-    port: Obj = {
+def _web_service_port() -> Obj:
+    # Named `http`: Istio takes the protocol from the port name (or appProtocol).
+    return {
         "name": names.WEB_PORT_NAME,
         "port": names.WEB_SERVICE_PORT,
         "targetPort": names.WEB_PORT_NAME,
         "protocol": "TCP",
     }
+
+
+def build_web_service(spec: RoarSpec) -> Obj:
+    """The web Service: every web pod of the instance, whatever its track."""
+    port = _web_service_port()
     if spec.node_port is not None:
         port["nodePort"] = spec.node_port
     return {
@@ -257,6 +288,23 @@ def build_web_service(spec: RoarSpec) -> Obj:
             "type": spec.service_type,
             "selector": lb.selector_labels(spec.instance, names.WEB),
             "ports": [port],
+        },
+    }
+
+
+def build_track_service(spec: RoarSpec) -> Obj:
+    """A web version's own ClusterIP Service, ``<instance>-web-<track name>``: what Gateway API
+    backendRefs name, since they have no subsets (Istio's subsets use the shared Service)."""
+    if spec.track is None:
+        raise ValueError("track: a version's own Service needs a spec with a track")
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _web_meta(spec, names.web_track_name(spec.instance, spec.track.name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": _web_selector(spec),
+            "ports": [_web_service_port()],
         },
     }
 
@@ -505,6 +553,7 @@ def build_all(spec: RoarSpec) -> list[Obj]:
         build_configmap(spec),
         build_web_deployment(spec),
         build_web_service(spec),
+        *([build_track_service(spec)] if spec.track is not None else []),
         build_db_statefulset(spec),
         *build_db_services(spec),
     ]

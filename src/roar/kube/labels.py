@@ -10,6 +10,9 @@ COMPONENT = "app.kubernetes.io/component"
 PART_OF = "app.kubernetes.io/part-of"
 VERSION = "app.kubernetes.io/version"
 MANAGED_BY = "app.kubernetes.io/managed-by"
+#: The web version a pod runs when several run side by side (lab 8): Istio's DestinationRule
+#: subsets select on it, as the workshop's did (``version: current`` / ``version: new``).
+TRACK = "version"
 
 
 def selector_labels(instance: str, component: str) -> dict[str, str]:

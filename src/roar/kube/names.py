@@ -73,6 +73,11 @@ def web_name(instance: str) -> str:
     return f"{instance}-{WEB}"
 
 
+def web_track_name(instance: str, track: str) -> str:
+    """A web version's own Service (and Deployment, for all but the primary version)."""
+    return f"{instance}-{WEB}-{track}"
+
+
 def db_name(instance: str) -> str:
     return f"{instance}-{DB}"
 

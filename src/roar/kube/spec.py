@@ -8,7 +8,14 @@ from typing import Literal
 
 from roar.kube import names
 
-__all__ = ["ExternalDatabase", "Resources", "RoarSpec", "SecretKeyRef", "ServiceMonitor"]
+__all__ = [
+    "ExternalDatabase",
+    "Resources",
+    "RoarSpec",
+    "SecretKeyRef",
+    "ServiceMonitor",
+    "Track",
+]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 #: A Prometheus duration as the Prometheus Operator's CRDs accept it (``30s``, ``1m``).
@@ -70,6 +77,29 @@ class ServiceMonitor:
 
 
 @dataclass(frozen=True)
+class Track:
+    """One web version of several that run side by side behind the shared web Service (lab 8:
+    Istio's DestinationRule subsets, Gateway API backends).
+
+    Its pods, its Deployment's selector and its own Service select the pod label
+    ``version: <label>`` as well, so the versions' Deployments never select each other's pods.
+    """
+
+    #: Value of the pod label ``version`` (the workshop's ``current`` and ``new``).
+    label: str
+    #: Short name (``v1``, ``v2``): the version's own Service is ``<instance>-web-<name>``, and
+    #: so is its Deployment unless ``primary``.
+    name: str
+    #: The primary version keeps the plain ``<instance>-web`` Deployment name.
+    primary: bool = False
+
+    def __post_init__(self) -> None:
+        for label, value in (("label", self.label), ("name", self.name)):
+            if not _DNS_LABEL.match(value) or len(value) > 20:
+                raise ValueError(f"track {label}: {value!r} is not a DNS label of at most 20 chars")
+
+
+@dataclass(frozen=True)
 class RoarSpec:
     """One ROAR installation: a web Deployment and a MariaDB StatefulSet.
 
@@ -115,6 +145,9 @@ class RoarSpec:
     log_format: Literal["json", "text"] = "json"
     #: When set, a ServiceMonitor lets a Prometheus Operator scrape web.
     service_monitor: ServiceMonitor | None = None
+    #: When set, web is one of several versions side by side (see :class:`Track`); None is the
+    #: one-version shape every other install uses.
+    track: Track | None = None
 
     def __post_init__(self) -> None:
         for label, value in (("instance", self.instance), ("namespace", self.namespace)):

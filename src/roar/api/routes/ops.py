@@ -16,7 +16,10 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness: the process answers (no database involved)")
-async def healthz() -> Response:
+async def healthz(request: Request) -> Response:
+    chaos = request.app.state.chaos
+    if chaos is not None and not chaos.healthy:
+        return json({"status": "unhealthy", "chaos": "liveness off (PUT /chaos/liveness)"}, 503)
     return json({"status": "ok"})
 
 
@@ -24,6 +27,9 @@ async def healthz() -> Response:
 async def readyz(request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
     if request.app.state.draining:
         return json({"status": "stopping"}, 503)
+    chaos = request.app.state.chaos
+    if chaos is not None and not chaos.ready:
+        return json({"status": "unready", "chaos": "readiness off (PUT /chaos/readiness)"}, 503)
     try:
         async with asyncio.timeout(settings.db_timeout), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
