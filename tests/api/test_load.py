@@ -45,7 +45,8 @@ def _start(tmp: pytest.TempPathFactory, name: str, env: dict[str, str]) -> RoarS
 @pytest.fixture(scope="module")
 def v1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoarServer]:
     """A v1 server with chaos on, to make it fail and slow on purpose."""
-    server = _start(tmp_path_factory, "load-v1", {"ROAR_CHAOS": "true"})
+    # A short grace: the duration tests leave delayed requests in flight at shutdown.
+    server = _start(tmp_path_factory, "load-v1", {"ROAR_CHAOS": "true", "ROAR_SHUTDOWN_GRACE": "1"})
     yield server
     server.stop()
 
