@@ -56,7 +56,11 @@ def roar_load(url: str, *args: str) -> dict[str, Any]:
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    summary = json.loads(result.stdout)
+    # The figures docs/lab-8-istio.md quotes (shown with `pytest -s`).
+    print(f"roar load {url.split('/', 3)[-1]} {' '.join(args)}: versions {summary['versions']} "
+          f"statuses {summary['statuses']} slow {summary['slow']}")  # fmt: skip
+    return summary
 
 
 def share(summary: dict[str, Any], version: str) -> float:
