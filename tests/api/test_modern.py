@@ -136,6 +136,15 @@ def test_missing_agent_is_404_problem(api: httpx.Client) -> None:
         assert r.json()["detail"] == "There is no agent with id 999999"
 
 
+@pytest.mark.parametrize("agent_id", ["99999999999999999999", "2147483648", "0", "-1", "abc"])
+def test_an_id_that_can_name_no_agent_is_422_naming_it(api: httpx.Client, agent_id: str) -> None:
+    for method in ("GET", "PUT", "PATCH", "DELETE"):
+        r = api.request(method, f"/agents/{agent_id}", json=VALID if method != "GET" else None)
+        assert r.status_code == 422, (method, r.status_code, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "agent_id" in r.text, r.text
+
+
 BAD_BODIES = [
     ({k: v for k, v in VALID.items() if k != "name"}, "name"),
     ({k: v for k, v in VALID.items() if k != "species"}, "species"),

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
@@ -14,6 +14,10 @@ from roar.api.deps import CacheDep, EngineDep, WriteAccess
 from roar.api.problems import ApiError, describe_errors, field_errors
 from roar.api.schemas import FIELD_COLUMNS, AgentCreate, AgentPatch, AgentPublic, AgentsPage
 from roar.db import agents as crud
+
+#: An agent's id: the `id` column is a signed 32-bit INT on MariaDB, so anything larger can name
+#: no agent and is refused by name (422) instead of overflowing the driver (a 500).
+AgentId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The agent's id")]
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 
@@ -113,7 +117,7 @@ async def list_agents(
 
 
 @router.get("/{agent_id}", response_model=AgentPublic, summary="One agent, with its ETag")
-async def get_agent(engine: EngineDep, agent_id: int) -> Response:
+async def get_agent(engine: EngineDep, agent_id: AgentId) -> Response:
     with _answers_for(agent_id):
         async with engine.connect() as conn:
             row = await crud.get_agent(conn, agent_id=agent_id)
@@ -144,7 +148,11 @@ async def create_agent(
     summary="Replace an agent (conditional with If-Match)",
 )
 async def replace_agent(
-    engine: EngineDep, cache: CacheDep, agent_id: int, agent: AgentCreate, if_match: IfMatch = None
+    engine: EngineDep,
+    cache: CacheDep,
+    agent_id: AgentId,
+    agent: AgentCreate,
+    if_match: IfMatch = None,
 ) -> Response:
     expected = _expected_version(if_match)
     with _answers_for(agent_id):
@@ -163,7 +171,11 @@ async def replace_agent(
     summary="Change some fields of an agent (JSON merge patch; conditional with If-Match)",
 )
 async def patch_agent(
-    engine: EngineDep, cache: CacheDep, agent_id: int, patch: AgentPatch, if_match: IfMatch = None
+    engine: EngineDep,
+    cache: CacheDep,
+    agent_id: AgentId,
+    patch: AgentPatch,
+    if_match: IfMatch = None,
 ) -> Response:
     expected = _expected_version(if_match)
     changes = patch.model_dump(exclude_unset=True)
@@ -197,7 +209,7 @@ async def patch_agent(
     summary="Delete an agent (conditional with If-Match)",
 )
 async def delete_agent(
-    engine: EngineDep, cache: CacheDep, agent_id: int, if_match: IfMatch = None
+    engine: EngineDep, cache: CacheDep, agent_id: AgentId, if_match: IfMatch = None
 ) -> Response:
     expected = _expected_version(if_match)
     with _answers_for(agent_id):
