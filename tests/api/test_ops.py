@@ -60,6 +60,12 @@ def test_oversized_body_is_413_and_writes_nothing(roar: RoarServer, backend) -> 
     }
     r = httpx.post(f"{roar.url}/api/v1/agents", json=body)
     assert r.status_code == 413
+    # One error format on /api, whichever way the body arrives; plain text on the legacy routes.
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == 413 and "limit" in r.json()["detail"]
+    legacy = httpx.post(f"{roar.url}/roar/api/v2/registry", json=body)
+    assert legacy.status_code == 413 and legacy.headers["content-type"] == "text/plain"
+    assert legacy.text.startswith("Error: ")
 
     def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: the limit still holds
         yield b'{"name": "Big", "species": "x", "service_start": "2000-01-01", "x": "'
@@ -73,6 +79,12 @@ def test_oversized_body_is_413_and_writes_nothing(roar: RoarServer, backend) -> 
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 413
+    assert r.headers["content-type"] == "text/plain"
+    r = httpx.post(
+        f"{roar.url}/api/v1/agents", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413
+    assert r.headers["content-type"] == "application/problem+json"
     assert backend.count() == before
 
 

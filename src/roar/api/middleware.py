@@ -54,22 +54,36 @@ class RequestMiddleware:
             await send(message)
 
         received = 0
+        too_large = replaced = False
 
         async def receive_capped() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_body:
+                too_large = True
                 raise BodyTooLarge(f"The request body is over the limit of {self.max_body} bytes")
             return message
+
+        async def send_app_answer(message: Message) -> None:
+            # FastAPI turns any error while reading a body into its own 400; a body cut off at
+            # the limit is answered 413 here instead, in the route's error format.
+            nonlocal replaced
+            if replaced:
+                return  # the rest of the app's own answer
+            if not too_large or started_answer:
+                await send_with_id(message)
+            elif message["type"] == "http.response.start":
+                replaced = True
+                await _reject_too_large(scope, receive, send_with_id, self.max_body)
 
         metrics.IN_FLIGHT.inc()
         try:
             length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body:
-                await _reject_too_large(send_with_id, self.max_body)
+                await _reject_too_large(scope, receive, send_with_id, self.max_body)
             else:
-                await self.app(scope, receive_capped, send_with_id)
+                await self.app(scope, receive_capped, send_app_answer)
         except Exception:
             if started_answer:
                 raise
@@ -102,17 +116,10 @@ class RequestMiddleware:
             )
 
 
-async def _reject_too_large(send: Send, limit: int) -> None:
-    body = f"Error: the request body is over the limit of {limit} bytes.".encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"text/plain"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _reject_too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    """413 before reading a body whose Content-Length is over the limit: problem+json on /api,
+    plain text on the legacy routes (as every other error); the connection is closed because
+    the body is left unread."""
+    detail = f"The request body is over the limit of {limit} bytes"
+    answer = problem(Request(scope), 413, detail, headers={"connection": "close"})
+    await answer(scope, receive, send)
