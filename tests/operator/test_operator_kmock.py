@@ -9,10 +9,12 @@ import kmock
 
 from roar.kube import labels as lb
 from roar.kube import names
+from roar.operator import settings as st
 from support.operator_kmock import NS, ROARAPPS, Operator, eventually, roarapp
 
 APP = "roarapp-sample"
 WEB = names.web_name(APP)
+NETPOL = "networking.k8s.io/v1/networkpolicies"
 CHILDREN = [
     ("v1/serviceaccounts", WEB),
     ("v1/configmaps", names.db_config_name(APP)),
@@ -23,6 +25,7 @@ CHILDREN = [
     ("v1/services", WEB),
     ("apps/v1/deployments", WEB),
     ("policy/v1/poddisruptionbudgets", WEB),
+    *[(NETPOL, f"{APP}-{p}") for p in ("default-deny", "web-ingress", "db-ingress")],
 ]
 
 
@@ -35,6 +38,11 @@ def live(api: kmock.KubernetesEmulator, resource: str, name: str) -> bool:
 
 def all_children(api: kmock.KubernetesEmulator) -> bool:
     return all(live(api, r, n) for r, n in CHILDREN)
+
+
+def event_count(api: kmock.KubernetesEmulator) -> int:
+    """Events kopf posted (on the RoarApp, for the operator's _post calls)."""
+    return sum(1 for (res, _, _), obj in api.objects.items() if res.plural == "events")
 
 
 async def test_the_workshop_sample_creates_the_whole_app(
@@ -113,10 +121,33 @@ async def test_a_restart_changes_nothing(api: kmock.KubernetesEmulator, operator
     versions = {c: len(api.objects[(c[0], NS, c[1])].history) for c in CHILDREN}
     secret = dict(api.objects["v1/secrets", NS, names.db_secret_name(APP)]["data"])
 
+    events = event_count(api)
+    assert events, "the first start posts a Created Event per child"
+
     await operator.start()
     await asyncio.sleep(3)  # three resyncs (every second here)
     assert {c: len(api.objects[(c[0], NS, c[1])].history) for c in CHILDREN} == versions
     assert api.objects["v1/secrets", NS, names.db_secret_name(APP)]["data"] == secret
+    assert event_count(api) == events, "an Event without a change"
+
+
+async def test_network_policies_turned_off_are_deleted(
+    api: kmock.KubernetesEmulator, operator: Operator
+) -> None:
+    api.objects[ROARAPPS, NS, APP] = roarapp(APP, replicas=1)
+    await operator.start()
+    await eventually(lambda: all_children(api), what="children, NetworkPolicies included")
+    # What `kubectl edit` does: a new spec, and the API server bumps the generation.
+    async with api.patch(
+        f"/apis/{st.GROUP}/{st.VERSION}/namespaces/{NS}/{st.PLURAL}/{APP}",
+        json={"metadata": {"generation": 2}, "spec": {"networkPolicies": {"enabled": False}}},
+    ) as resp:
+        assert resp.status == 200
+    await eventually(
+        lambda: not any(live(api, r, n) for r, n in CHILDREN if r == NETPOL),
+        what="the NetworkPolicies deleted",
+    )
+    assert live(api, "apps/v1/deployments", WEB)  # nothing else goes
 
 
 async def test_external_database_builds_no_mariadb(

@@ -2,22 +2,29 @@
 
 kmock stands in for kube-apiserver where speed matters and no controllers are wanted (nothing
 creates pods or collects garbage here); tests/cluster/test_operator.py runs the same operator
-against a real control plane. The operator runs in the test's event loop (``runner.operate``)
-with its own kubeconfig pointing at kmock, exactly as it would at a cluster.
+against a real control plane. kmock knows no server-side apply, so :class:`ApplyEmulator` adds
+the part the operator relies on (create if missing, the resourceVersion precondition, no write
+for a no-op); unlike the API server it merges lists whole and canonicalises no quantities, which
+is why the no-op proof lives in the cluster tier. The operator runs in the test's event loop
+(``runner.operate``) with its own kubeconfig pointing at kmock, exactly as it would at a cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import itertools
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web
 import kmock
 import pytest
+from kmock._internal import rendering
 
 from roar.operator import runner
 from roar.operator import settings as st
@@ -36,24 +43,97 @@ RESOURCES = {
     "apps/v1/deployments": ("Deployment", {"status"}),
     "apps/v1/statefulsets": ("StatefulSet", {"status"}),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", {"status"}),
+    "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", set()),
 }
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
 
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+def _merged(old: Any, patch: Any) -> Any:
+    """Maps merge key by key; anything else (lists included) is replaced."""
+    if not isinstance(old, Mapping) or not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    out = dict(old)
+    for key, value in patch.items():
+        out[key] = _merged(old.get(key), value)
+    return out
+
+
+def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
+    body = {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code,
+            "reason": reason, "message": message}  # fmt: skip
+    return aiohttp.web.json_response(body, status=code)
+
+
+class ApplyEmulator(kmock.KubernetesEmulator):
+    """kmock plus the server-side apply behaviour the operator depends on."""
+
+    _versions = itertools.count(1000)
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        content_type = request.headers.get("Content-Type", "")
+        if request.method == "PATCH" and content_type.startswith(APPLY_PATCH) and request.name:
+            return await self._apply(request)
+        meta = request.data.get("metadata") if isinstance(request.data, dict) else None
+        if request.method == "POST" and meta and "generateName" in meta and not meta.get("name"):
+            # kopf names its Events this way; without it every Event would collide on one key.
+            meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+        return await super()._handle(request)
+
+    async def _apply(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        body = copy.deepcopy(request.data)
+        precondition = body["metadata"].pop("resourceVersion", None)
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            # kmock's ObjectsArray has no .get(); membership first.
+            current = self._objects[key] if key in self._objects else None  # noqa: SIM401
+            if current is None or current.deleted:
+                body["metadata"].update(uid=str(uuid.uuid4()), resourceVersion=self._next())
+                if current is None:
+                    self._objects[key] = body
+                else:
+                    current.create(body)
+                event = "ADDED"
+            else:
+                old = current.raw
+                rv = old.get("metadata", {}).get("resourceVersion")
+                if precondition is not None and precondition != rv:
+                    return _status(409, "Conflict", "the object has been modified")
+                if _merged(old, body) == old:  # the API server skips a no-op write
+                    return aiohttp.web.json_response(old)
+                body["metadata"]["resourceVersion"] = self._next()
+                current.patch(body)
+                event = "MODIFIED"
+            raw = self._objects[key].raw
+            await self._buses[request.resource].put({"type": event, "object": raw})
+        return aiohttp.web.json_response(raw)
+
+    def _next(self) -> str:
+        return str(next(self._versions))
+
+
 @pytest.fixture
-def api(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
+async def api() -> AsyncIterator[ApplyEmulator]:
+    """kmock's own fixture, with :class:`ApplyEmulator` as the server."""
+    async with ApplyEmulator() as emulator, kmock.Server(emulator):
+        yield _registered(emulator)
+
+
+def _registered(emulator: ApplyEmulator) -> ApplyEmulator:
     for key, (kind, subresources) in RESOURCES.items():
-        kmock.resources[key] = kmock.ResourceInfo(
+        emulator.resources[key] = kmock.ResourceInfo(
             kind=kind, namespaced=True, verbs=VERBS, subresources=subresources
         )
     # kopf waits for these two to be discoverable even with scanning disabled.
-    kmock.resources["v1/namespaces"] = kmock.ResourceInfo(
+    emulator.resources["v1/namespaces"] = kmock.ResourceInfo(
         kind="Namespace", namespaced=False, verbs=VERBS
     )
-    kmock.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
+    emulator.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
         kind="CustomResourceDefinition", namespaced=False, verbs=VERBS
     )
-    return kmock
+    return emulator
 
 
 def roarapp(name: str = "roarapp-sample", **spec: Any) -> dict[str, Any]:

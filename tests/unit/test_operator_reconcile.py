@@ -55,7 +55,7 @@ def test_children_are_the_builders_output_plus_ownership() -> None:
         assert obj["metadata"]["labels"][lb.MANAGED_BY] == "roar-operator"
     assert {k for k, _ in objs} == {
         "ServiceAccount", "ConfigMap", "Secret", "Service", "StatefulSet", "Deployment",
-        "PodDisruptionBudget",
+        "PodDisruptionBudget", "NetworkPolicy",
     }  # fmt: skip
 
 
@@ -107,21 +107,17 @@ def test_invalid_specs_name_the_problem(spec: dict[str, Any], field: str) -> Non
         reconcile.to_roar_spec(app(**spec), DEFAULTS)
 
 
-def test_drift_detection_ignores_api_defaults_but_not_edits() -> None:
+def test_children_are_whole_apply_configurations() -> None:
+    # Server-side apply owns exactly what is sent: every child names itself fully and carries
+    # no server-set field (one would be owned, or refused, on every apply).
     a = app(replicas=3)
     spec = reconcile.to_roar_spec(a, DEFAULTS)
-    dep = by_kind(reconcile.desired_objects(a, spec, passwords=("p", "r")))[
-        "Deployment", "roarapp-sample-web"
-    ]
-    actual: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dep))
-    actual["metadata"].update(uid="x", resourceVersion="7", annotations={"a": "b"})
-    actual["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] = "/dev/x"
-    actual["status"] = {"replicas": 3}
-    assert reconcile.drift_patch(dep, actual) is None
-    actual["spec"]["replicas"] = 9
-    patch = reconcile.drift_patch(dep, actual)
-    assert patch is not None and patch["spec"]["replicas"] == 3
-    assert "selector" not in patch["spec"]  # immutable: never sent
+    for obj in reconcile.desired_objects(a, spec, passwords=("p", "r")):
+        assert obj["apiVersion"] and obj["kind"], obj
+        meta = obj["metadata"]
+        assert meta["namespace"] == "lab9" and meta["name"]
+        assert not {"resourceVersion", "uid", "managedFields", "creationTimestamp"} & meta.keys()
+        assert "status" not in obj
 
 
 def _dep(ready: int, want: int) -> dict[str, Any]:

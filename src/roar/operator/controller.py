@@ -1,9 +1,10 @@
 """One reconcile of one RoarApp, and the per-app loop that repeats it.
 
-The order of a reconcile: map the spec (refuse a bad one), read the stable db passwords, apply
-every child (create if absent, merge-patch if drifted, else no write), observe the workloads,
-write the status if it changed. kopf's change handlers and the per-app resync daemon both call
-:meth:`Controller.reconcile`; a lock per app keeps them from interleaving.
+The order of a reconcile: map the spec (refuse a bad one), read the stable db passwords,
+server-side apply every child (the API server writes only what differs), delete the
+NetworkPolicies turned off, observe the workloads, write the status if it changed. kopf's
+change handlers and the per-app resync daemon both call :meth:`Controller.reconcile`; a lock
+per app keeps them from interleaving.
 """
 
 from __future__ import annotations
@@ -21,16 +22,22 @@ import aiohttp
 import kopf
 from kubernetes_asyncio import client
 
+from roar.kube import builders, names
 from roar.kube import labels as lb
-from roar.kube import names
+from roar.kube.spec import RoarSpec
 from roar.operator import metrics, reconcile
-from roar.operator.apply import ApiException, Kube
+from roar.operator import settings as st
+from roar.operator.apply import ApiException, Kube, Seen
 from roar.operator.settings import OperatorSettings
 
 __all__ = ["Controller", "ReconcileFailed"]
 
 Obj = dict[str, Any]
+#: (namespace, name) of a RoarApp; (kind, name) of one of its children.
 Key = tuple[str, str]
+ChildKey = tuple[str, str]
+
+NETPOL_API = "networking.k8s.io/v1"
 
 #: Statuses that mean the object the operator built was refused: sending it again cannot help,
 #: only a spec change can (which kopf delivers as an update).
@@ -64,6 +71,10 @@ class Controller:
         self.kube = Kube(api)
         self._locks: weakref.WeakValueDictionary[Key, asyncio.Lock] = weakref.WeakValueDictionary()
         self._kicks: dict[Key, asyncio.Event] = {}
+        #: Per app, each child as last seen: the "before" of its next apply.
+        self._seen: dict[Key, dict[ChildKey, Seen | None]] = {}
+        #: Per app, the generation whose unwanted NetworkPolicies are known to be gone.
+        self._pruned: dict[Key, int | None] = {}
 
     async def close(self) -> None:
         await self.api.close()
@@ -104,37 +115,30 @@ class Controller:
             status = reconcile.compute_status(
                 app, None, reconcile.Observed(), now=_now(), invalid=str(exc)
             )
-            await self._write_status(app, status)
-            _post(app, "Warning", "InvalidSpec", str(exc))
+            await self._write_status(app, status)  # posts the Warning when it is news
             raise
 
+        seen = self._seen.setdefault((ns, name), {})
         passwords = None
         if spec.external_db is None:
             secret = await self.kube.get("v1", "Secret", ns, names.db_secret_name(name))
             passwords = reconcile.passwords_from(secret)  # never logged
+            # This read doubles as the Secret's "before" for its apply.
+            seen[("Secret", names.db_secret_name(name))] = Seen.of(secret)
 
-        errors: list[tuple[str, str]] = []
-        statuses: list[int] = []
-        for obj in reconcile.desired_objects(app, spec, passwords=passwords):
-            what = f"{obj['kind']}/{obj['metadata']['name']}"
-            try:
-                action = await self.kube.ensure(obj)
-            except ApiException as exc:
-                metrics.ERRORS.labels(obj["kind"]).inc()
-                errors.append((what, f"{exc.status} {exc.reason}"))
-                statuses.append(exc.status)
-                logger.warning("applying %s failed: %s %s", what, exc.status, exc.reason)
-                continue
-            if action != "unchanged":
-                metrics.WRITES.labels(obj["kind"], action).inc()
-                logger.info("%s %s", action, what)
-                _post(app, "Normal", action.capitalize(), f"{action} {what}")
+        desired = reconcile.desired_objects(app, spec, passwords=passwords)
+        live, errors, statuses = await self._apply_all(app, desired, seen, logger)
+        try:
+            await self._prune(app, spec, desired, logger)
+        except ApiException as exc:
+            errors.append(("NetworkPolicy", f"deleting: {exc.status} {exc.reason}"))
+            statuses.append(exc.status)
 
         observed = reconcile.Observed(
-            deployment=await self.kube.get("apps/v1", "Deployment", ns, names.web_name(name)),
+            deployment=await self._observe(ns, "Deployment", names.web_name(name), live),
             statefulset=None
             if spec.external_db
-            else await self.kube.get("apps/v1", "StatefulSet", ns, names.db_name(name)),
+            else await self._observe(ns, "StatefulSet", names.db_name(name), live),
             pods=await self.kube.list("v1", "Pod", ns, lb.selector_labels(name, names.WEB)),
             errors=errors,
         )
@@ -145,16 +149,82 @@ class Controller:
             raise ReconcileFailed("; ".join(f"{w}: {m}" for w, m in errors), permanent=permanent)
         return status
 
+    async def _apply_all(
+        self, app: Mapping[str, Any], desired: list[Obj], seen: dict[ChildKey, Seen | None],
+        logger: Any,
+    ) -> tuple[dict[ChildKey, Obj], list[tuple[str, str]], list[int]]:  # fmt: skip
+        """Apply every child in order; returns what the API stored, and the failures."""
+        live: dict[ChildKey, Obj] = {}
+        errors: list[tuple[str, str]] = []
+        statuses: list[int] = []
+        for obj in desired:
+            key: ChildKey = (obj["kind"], obj["metadata"]["name"])
+            try:
+                applied = await self.kube.apply(obj, seen.get(key))
+            except ApiException as exc:
+                what = f"{key[0]}/{key[1]}"
+                metrics.ERRORS.labels(obj["kind"]).inc()
+                errors.append((what, f"{exc.status} {exc.reason}"))
+                statuses.append(exc.status)
+                logger.warning("applying %s failed: %s %s", what, exc.status, exc.reason)
+                seen.pop(key, None)
+                continue
+            live[key] = applied.live
+            seen[key] = Seen.of(applied.live)
+            if applied.action != "unchanged":
+                self._changed(app, key, applied.action, logger)
+        return live, errors, statuses
+
+    async def _observe(
+        self, namespace: str, kind: str, name: str, live: Mapping[ChildKey, Obj]
+    ) -> Obj | None:
+        # The apply's answer is the child as stored, status included: no second read.
+        return live.get((kind, name)) or await self.kube.get("apps/v1", kind, namespace, name)
+
+    async def _prune(
+        self, app: Mapping[str, Any], spec: RoarSpec, desired: list[Obj], logger: Any
+    ) -> None:
+        """Delete the app's NetworkPolicies it no longer wants (turned off, or the db's after a
+        switch to an external database). Skipped when it wants all of them, and after one pass
+        per generation: only the operator creates them, so none reappears in between."""
+        meta = app["metadata"]
+        key = (meta["namespace"], meta["name"])
+        keep = {o["metadata"]["name"] for o in desired if o["kind"] == "NetworkPolicy"}
+        every = {p["metadata"]["name"] for p in builders.build_network_policies(spec)}
+        if keep == every or self._pruned.get(key) == meta.get("generation"):
+            return
+        selector = {lb.INSTANCE: key[1], lb.MANAGED_BY: st.MANAGED_BY}
+        for policy in await self.kube.list(NETPOL_API, "NetworkPolicy", key[0], selector):
+            pmeta = policy["metadata"]
+            if pmeta["name"] in keep or not _controlled_by(policy, meta["uid"]):
+                continue
+            await self.kube.delete(NETPOL_API, "NetworkPolicy", key[0], pmeta["name"], pmeta["uid"])
+            self._seen.get(key, {}).pop(("NetworkPolicy", pmeta["name"]), None)
+            self._changed(app, ("NetworkPolicy", pmeta["name"]), "deleted", logger)
+        self._pruned[key] = meta.get("generation")
+
+    def _changed(self, app: Mapping[str, Any], key: ChildKey, action: str, logger: Any) -> None:
+        """A write that changed a child: counted, logged and posted (never for a no-op)."""
+        what = f"{key[0]}/{key[1]}"
+        metrics.WRITES.labels(key[0], action).inc()
+        logger.info("%s %s", action, what)
+        _post(app, "Normal", action.capitalize(), f"{action} {what}")
+
     async def _write_status(self, app: Mapping[str, Any], status: Obj) -> None:
         old = app.get("status")
         if not reconcile.status_changed(old, status):
             return
         meta = app["metadata"]
         await self.kube.patch_app_status(meta["namespace"], meta["name"], status)
-        was_ready = _ready(old)
-        if _ready(status) != was_ready:
-            cond = next(c for c in status["conditions"] if c["type"] == "Ready")
-            _post(app, "Normal", cond["reason"], cond["message"])
+        for kind, reason, message in reconcile.status_events(old, status):
+            _post(app, kind, reason, message)
+
+    def saw(self, namespace: str, instance: str, kind: str, body: Mapping[str, Any]) -> None:
+        """Note a child's latest state from a watch event, so the next apply's precondition is
+        current and needs no conflict round trip (a stale one costs only that round trip)."""
+        seen = self._seen.get((namespace, instance))
+        if seen is not None:
+            seen[(kind, body["metadata"]["name"])] = Seen.of(body)
 
     def kick(self, namespace: str, name: str) -> None:
         """Ask the app's loop for a reconcile soon (a child changed or vanished)."""
@@ -193,11 +263,11 @@ class Controller:
                     logger.warning("resync: the API failed: %s", exc)
         finally:
             self._kicks.pop(key, None)
+            self._seen.pop(key, None)
+            self._pruned.pop(key, None)
             metrics.APPS.set(len(self._kicks))
 
 
-def _ready(status: Mapping[str, Any] | None) -> bool:
-    for cond in (status or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return bool(cond.get("status") == "True")
-    return False
+def _controlled_by(obj: Mapping[str, Any], uid: str) -> bool:
+    refs = obj["metadata"].get("ownerReferences") or []
+    return any(r.get("controller") and r.get("uid") == uid for r in refs)

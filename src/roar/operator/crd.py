@@ -23,6 +23,7 @@ Obj = dict[str, Any]
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
 def _str(desc: str, **extra: Any) -> Obj:
@@ -94,6 +95,13 @@ def _spec_schema() -> Obj:
             "storage": {
                 "type": "object",
                 "default": {},
+                # A StatefulSet's volumeClaimTemplates cannot change: refused here, with a reason,
+                # rather than by the StatefulSet's apply (which would block every other change).
+                "x-kubernetes-validations": [{
+                    "rule": "self == oldSelf",
+                    "message": "fixed once the database exists (a StatefulSet's volume claim "
+                    "cannot change); delete and recreate the RoarApp to change it",
+                }],
                 "properties": {
                     "size": {"x-kubernetes-int-or-string": True, "pattern": QUANTITY,
                              "default": "1Gi", "description": "size of the data PVC"},
@@ -194,6 +202,21 @@ def _spec_schema() -> Obj:
                     },
                 },
             },
+            "networkPolicies": {
+                "type": "object",
+                "default": {},
+                "description": "The app's NetworkPolicies, as in the kustomize base: ingress "
+                "denied by default, web's port from the ingress namespace and the app's own "
+                "namespace (from anywhere with a NodePort or LoadBalancer Service), the db's "
+                "from web only. They need a CNI that enforces them.",
+                "properties": {
+                    "enabled": {"type": "boolean", "default": True,
+                                "description": "create them; false deletes them"},
+                    "ingressNamespace": _str("namespace of the ingress controller admitted to "
+                                             "web", default=names.DEFAULT_INGRESS_NAMESPACE,
+                                             pattern=DNS_LABEL, maxLength=63),
+                },
+            },
             "database": {
                 "type": "object",
                 "default": {},
@@ -235,6 +258,8 @@ def _status_schema() -> Obj:
             "podNames": {"type": "array", "items": {"type": "string"},
                          "description": "names of the live web pods"},
             "url": _str("in-cluster URL of the page"),
+            "version": _str("version (image tag) the ready web pods serve; several, "
+                            "comma-separated, while a rollout mixes them"),
             "conditions": {
                 "type": "array",
                 "items": condition,
@@ -250,6 +275,7 @@ def build_crd() -> Obj:
         {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
         {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
         {"name": "Flavor", "type": "string", "jsonPath": ".spec.flavor"},
+        {"name": "Version", "type": "string", "jsonPath": ".status.version"},
         {"name": "Status", "type": "string",
          "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
         {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},

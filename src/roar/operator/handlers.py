@@ -3,10 +3,12 @@
 
 How drift is repaired: a per-app daemon re-applies the desired state every
 ``resync_seconds``, and watches on the children that carry the managed-by label (Deployments,
-StatefulSets, Services, Pods) kick that daemon at once, so a deleted Service or a hand-scaled
-Deployment is back within about a second and status.podNames follows pods as they come and go.
-ConfigMaps, Secrets, ServiceAccounts and PDBs are not watched (watching Secrets would need
-list/watch on every Secret of the namespace); the periodic resync restores them.
+StatefulSets, Services, NetworkPolicies, Pods) kick that daemon at once, so a deleted Service or
+NetworkPolicy or a hand-scaled Deployment is back within about a second and status.podNames
+follows pods as they come and go. The same events keep the resourceVersion each child's next
+apply is conditioned on current. ConfigMaps, Secrets, ServiceAccounts and PDBs are not watched
+(watching Secrets would need list/watch on every Secret of the namespace); the periodic resync
+restores them.
 """
 
 from __future__ import annotations
@@ -80,7 +82,18 @@ async def resync(
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "statefulsets", labels=CHILD_LABELS)
 @kopf.on.event("v1", "services", labels=CHILD_LABELS)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=CHILD_LABELS)
+def child_changed(
+    namespace: str, labels: kopf.Labels, body: kopf.Body, resource: kopf.Resource,
+    memo: kopf.Memo, **_: Any,
+) -> None:  # fmt: skip
+    if instance := labels.get(lb.INSTANCE):
+        controller = _controller(memo)
+        controller.saw(namespace, instance, resource.kind or body.get("kind", ""), body)
+        controller.kick(namespace, instance)
+
+
 @kopf.on.event("v1", "pods", labels=CHILD_LABELS)
-def child_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+def pod_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
     if instance := labels.get(lb.INSTANCE):
         _controller(memo).kick(namespace, instance)

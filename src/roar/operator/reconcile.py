@@ -1,9 +1,9 @@
-"""Pure functions: a RoarApp in, desired children, drift patches and status out.
+"""Pure functions: a RoarApp in, desired children and status out.
 
 Nothing here talks to the API. The children come from the same builders the kustomize base is
 rendered from (:mod:`roar.kube.builders`); this module only maps the RoarApp spec onto
 :class:`~roar.kube.spec.RoarSpec` and adds what belongs to the operator (owner references, the
-managed-by label, the generated Secret).
+managed-by label, the generated Secret, NetworkPolicies fitted to the app's Service and database).
 """
 
 from __future__ import annotations
@@ -25,26 +25,17 @@ __all__ = [
     "Observed",
     "compute_status",
     "desired_objects",
-    "drift_patch",
     "generate_password",
+    "network_policies",
+    "network_policies_enabled",
     "owner_reference",
     "passwords_from",
+    "serving_version",
+    "status_events",
     "to_roar_spec",
 ]
 
 Obj = dict[str, Any]
-
-#: Fields Kubernetes refuses to change after creation; drift there is not ours to repair.
-IMMUTABLE: dict[str, tuple[tuple[str, ...], ...]] = {
-    "Deployment": (("spec", "selector"),),
-    "StatefulSet": (
-        ("spec", "selector"),
-        ("spec", "serviceName"),
-        ("spec", "volumeClaimTemplates"),
-    ),
-    "Service": (("spec", "clusterIP"),),
-    "PodDisruptionBudget": (),
-}
 
 
 class InvalidSpec(ValueError):
@@ -131,6 +122,8 @@ def to_roar_spec(app: Mapping[str, Any], defaults: st.OperatorSettings) -> RoarS
         else None,
         "log_format": spec.get("logFormat", "json"),
         "service_monitor": _service_monitor(monitor) if monitor.get("enabled") else None,
+        "ingress_namespace": _get(spec, "networkPolicies", "ingressNamespace")
+        or names.DEFAULT_INGRESS_NAMESPACE,
         "external_db": ext,
         "db_claim_retention": None
         if ext
@@ -140,6 +133,11 @@ def to_roar_spec(app: Mapping[str, Any], defaults: st.OperatorSettings) -> RoarS
         return RoarSpec(**kwargs)
     except (ValueError, TypeError) as exc:
         raise InvalidSpec(str(exc)) from exc
+
+
+def network_policies_enabled(app: Mapping[str, Any]) -> bool:
+    """``spec.networkPolicies.enabled``, on unless turned off (the kustomize base has them)."""
+    return bool(_get(app, "spec", "networkPolicies", "enabled", default=True))
 
 
 def _service_monitor(raw: Mapping[str, Any]) -> ServiceMonitor:
@@ -223,45 +221,31 @@ def desired_objects(
         builders.build_web_deployment(spec),
         builders.build_pdb(spec),
     ]
+    if network_policies_enabled(app):
+        objects.extend(network_policies(spec))
     if spec.service_monitor is not None:
         # Last: without the Prometheus Operator's CRD only this child fails (Degraded says so).
         objects.append(builders.build_service_monitor(spec))
     return [_own(obj, app) for obj in objects]
 
 
-def _is_subset(desired: Any, actual: Any) -> bool:
-    """True when every field the operator sets has that value (the API adds defaults freely)."""
-    if isinstance(desired, Mapping):
-        return isinstance(actual, Mapping) and all(
-            k in actual and _is_subset(v, actual[k]) for k, v in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(actual, list)
-            and len(desired) == len(actual)
-            and all(_is_subset(d, a) for d, a in zip(desired, actual, strict=True))
-        )
-    return bool(desired == actual)
+def network_policies(spec: RoarSpec) -> list[Obj]:
+    """The kustomize base's NetworkPolicies, less the db's when there is no MariaDB, and with
+    web's port open to every source when the Service is reachable from outside the cluster.
 
-
-def _mutable(obj: Obj) -> Obj:
-    out = copy.deepcopy(obj)
-    for path in IMMUTABLE.get(obj["kind"], ()):
-        parent = _get(out, *path[:-1])
-        if isinstance(parent, dict):
-            parent.pop(path[-1], None)
-    meta = out["metadata"]
-    out["metadata"] = {"labels": meta["labels"], "ownerReferences": meta["ownerReferences"]}
-    out.pop("apiVersion"), out.pop("kind")
-    return out
-
-
-def drift_patch(desired: Obj, actual: Mapping[str, Any]) -> Obj | None:
-    """The JSON merge patch that brings ``actual`` back to ``desired``, or None when it has not
-    drifted. A merge patch replaces lists whole, so a container list comes back exactly as
-    built; maps merge, so labels and annotations others add (kubectl rollout restart) stay."""
-    wanted = _mutable(desired)
-    return None if _is_subset(wanted, actual) else wanted
+    NodePort and LoadBalancer traffic reaches the pods from node addresses, which the base's
+    "ingress controller or same namespace" rule does not match (the dev overlay and the chart's
+    ``networkPolicy.allowExternal`` open it the same way); the db stays reachable from web only.
+    """
+    policies = builders.build_network_policies(spec)
+    if spec.external_db is not None:
+        policies = [p for p in policies if _get(p, "metadata", "labels", lb.COMPONENT) != names.DB]
+    if spec.service_type != "ClusterIP":
+        for policy in policies:
+            if _get(policy, "metadata", "labels", lb.COMPONENT) == names.WEB:
+                for rule in policy["spec"]["ingress"]:
+                    rule.pop("from", None)
+    return policies
 
 
 def _condition(
@@ -288,6 +272,24 @@ def _pod_is_live(pod: Mapping[str, Any]) -> bool:
     return not _get(pod, "metadata", "deletionTimestamp") and _get(
         pod, "status", "phase", default="Pending"
     ) in ("Pending", "Running")
+
+
+def _pod_is_ready(pod: Mapping[str, Any]) -> bool:
+    conditions = _get(pod, "status", "conditions", default=[]) or []
+    return _pod_is_live(pod) and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+    )
+
+
+def serving_version(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """The version (app.kubernetes.io/version, the image tag) the ready web pods serve; during a
+    rollout that mixes them, every one, sorted and comma-separated. None when no pod is ready."""
+    versions = {
+        str(_get(p, "metadata", "labels", lb.VERSION, default="unknown"))
+        for p in pods
+        if _pod_is_ready(p)
+    }
+    return ", ".join(sorted(versions)) or None
 
 
 def compute_status(
@@ -329,6 +331,8 @@ def compute_status(
     status["replicas"] = want
     status["readyReplicas"] = ready
     status["podNames"] = pods
+    # None removes it (a merge patch), so a stale version never outlives the last ready pod.
+    status["version"] = serving_version(observed.pods)
     status["url"] = (
         f"http://{names.web_name(spec.instance)}.{spec.namespace}.svc:"
         f"{names.WEB_SERVICE_PORT}{names.PAGE_PATH}"
@@ -404,6 +408,40 @@ def _pods(n: int) -> str:
 
 def _exist(n: int) -> str:
     return f"{n} pod exists" if n == 1 else f"{n} pods exist"
+
+
+def _conditions(status: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    return {c.get("type", ""): c for c in _get(status, "conditions", default=[]) or []}
+
+
+def status_events(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any]
+) -> list[tuple[str, str, str]]:
+    """The Events (type, reason, message) a status change is worth: Ready flipping, Degraded
+    turning True or changing its reason, and web serving a new version. Nothing else, so a
+    resync that finds everything as it was posts nothing."""
+    events: list[tuple[str, str, str]] = []
+    before, after = _conditions(old), _conditions(new)
+    ready, was = after.get(st.READY), before.get(st.READY) or {"status": "False"}
+    if ready and was.get("status") != ready.get("status"):
+        events.append(("Normal", ready.get("reason", ""), ready.get("message", "")))
+    bad, was_bad = after.get(st.DEGRADED), before.get(st.DEGRADED)
+    if (
+        bad
+        and bad.get("status") == "True"
+        and (
+            was_bad is None
+            or was_bad.get("status") != "True"
+            or was_bad.get("reason") != bad.get("reason")
+        )
+    ):
+        events.append(("Warning", bad.get("reason", ""), bad.get("message", "")))
+    version, old_version = new.get("version"), (old or {}).get("version")
+    if version and old_version and version != old_version and "," not in version:
+        # From a mixed rollout ("0.2.0, 0.3.0") the old version is not known for sure.
+        was = "" if "," in old_version else f" (was {old_version})"
+        events.append(("Normal", "VersionServing", f"web serves {version}{was}"))
+    return events
 
 
 def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
