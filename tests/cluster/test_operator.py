@@ -335,12 +335,62 @@ def test_an_unchanged_app_costs_no_write_and_deleted_children_come_back(
       "-p", '{"spec":{"image":{"tag":"0.2.1"}}}')  # fmt: skip
     wait_for(lambda: _version(kube_cluster, namespace) == "0.2.1", what="0.2.1 serving",
              timeout=90)  # fmt: skip
-    events = kube_cluster.kubectl_json("get", "events", "-n", namespace)["items"]
-    assert any(e["reason"] == "VersionServing" and "0.2.1" in e["message"] for e in events)
+    # kopf posts the Event after the status patch, asynchronously: wait for it, briefly.
+    wait_for(lambda: any(e["reason"] == "VersionServing" and "0.2.1" in e["message"]
+                         for e in kube_cluster.kubectl_json("get", "events", "-n",
+                                                            namespace)["items"]),
+             what="a VersionServing Event", timeout=10)  # fmt: skip
 
     # NetworkPolicies turned off are deleted (the one delete the operator's RBAC grants).
     k("patch", "roarapp", QUANT, "-n", namespace, "--type=merge",
       "-p", '{"spec":{"networkPolicies":{"enabled":false}}}')  # fmt: skip
     wait_for(lambda: not (_get(kube_cluster, namespace, "networkpolicy") or {}).get("items"),
              what="the NetworkPolicies deleted", timeout=60)  # fmt: skip
+    assert operator.poll() is None, "the operator exited"
+
+
+BACKED = "backed"
+
+
+def test_backup_cronjob_and_pvc_and_the_crd_refuses_a_bad_one(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    k = kube_cluster.kubectl
+
+    def roarapp(spec: dict[str, Any], name: str = BACKED) -> str:
+        return json.dumps({"apiVersion": "app.example.com/v1alpha1", "kind": "RoarApp",
+                           "metadata": {"name": name}, "spec": spec})  # fmt: skip
+
+    # The API server refuses a bad backup, naming the field.
+    for spec, field in (
+        ({"backup": {"schedule": "daily"}}, "spec.backup.schedule"),
+        ({"backup": {"schedule": "@daily", "retention": 0}}, "spec.backup.retention"),
+        ({"backup": {"schedule": "@daily"},
+          "database": {"external": {"secretName": "ext"}}}, "spec.backup"),
+    ):  # fmt: skip
+        bad = k("apply", "-n", namespace, "-f", "-", input=roarapp(spec, "bad"), check=False)
+        assert bad.returncode != 0 and field in bad.stderr, bad.stderr
+
+    backup = {"schedule": "0 3 * * *", "retention": 2, "storage": {"size": "64Mi"}}
+    k("apply", "-n", namespace, "-f", "-", input=roarapp({"replicas": 1, "backup": backup}))
+    name = f"{BACKED}-backup"
+    wait_for(lambda: _present(kube_cluster, namespace, [("cronjob", name), ("pvc", name)]) == 2,
+             what="the backup CronJob and PVC", timeout=60)  # fmt: skip
+    cron = _get(kube_cluster, namespace, "cronjob", name) or {}
+    assert cron["spec"]["schedule"] == "0 3 * * *" and cron["spec"]["timeZone"] == "Etc/UTC"
+    app_uid = _uid(kube_cluster, namespace, "roarapp", BACKED)
+    assert cron["metadata"]["ownerReferences"][0]["uid"] == app_uid
+    for kind in ("cronjob", "pvc"):
+        obj = _get(kube_cluster, namespace, kind, name, "--show-managed-fields") or {}
+        managers = {(m["manager"], m["operation"]) for m in obj["metadata"]["managedFields"]}
+        assert ("roar-operator", "Apply") in managers, managers  # server-side applied
+    printed = k("get", "roarapp", BACKED, "-n", namespace, "-o", "wide").stdout
+    assert "LAST BACKUP" in printed
+
+    # Removing backup deletes the CronJob (the operator's RBAC grants that) and keeps the PVC.
+    k("patch", "roarapp", BACKED, "-n", namespace, "--type=json",
+      "-p", '[{"op":"remove","path":"/spec/backup"}]')  # fmt: skip
+    wait_for(lambda: _get(kube_cluster, namespace, "cronjob", name) is None,
+             what="the backup CronJob deleted", timeout=30)  # fmt: skip
+    assert _get(kube_cluster, namespace, "pvc", name) is not None, "the dumps' PVC must stay"
     assert operator.poll() is None, "the operator exited"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from kubekit import KubeCluster, wait_for
 from nodekit import (
@@ -105,3 +106,88 @@ def test_lab9_a_deleted_pod_is_replaced(kube_cluster: KubeCluster, operator: Non
         timeout=240,
         interval=2,
     )
+
+
+# spec.backup, as docs/lab-9-operator.md §6 tells a learner (in this module to share its operator
+# installation): a RoarApp with backup; a sixth agent written through the API; an on-demand backup
+# (`kubectl create job --from=cronjob/...`) succeeds; the agent deleted; the documented restore Job
+# (deploy/operator/samples/roarapp-sample-restore.yaml, whose RoarApp name is APP) brings it back,
+# seen through the API. One RoarApp, one web pod, every wait bounded.
+
+BACKUP_NS = "roar-backup"
+AGENT = {"name": "Woody Woodpecker", "species": "bird", "service_start": "1959-05-22",
+         "adversary_name": "Buzz Buzzard", "adversary_tech": "menacing stare"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def backed_up(kube_cluster: KubeCluster, operator: None) -> Iterator[str]:
+    """The RoarApp with backup, serving; yields one web pod's URL."""
+    real_namespace(kube_cluster, BACKUP_NS)
+    app = {"apiVersion": "app.example.com/v1alpha1", "kind": "RoarApp",
+           "metadata": {"name": APP},
+           "spec": {"replicas": 1, "backup": {"schedule": "0 3 * * *", "retention": 2,
+                                              "storage": {"size": "64Mi"}}}}  # fmt: skip
+    kube_cluster.kubectl("apply", "-n", BACKUP_NS, "-f", "-", input=json.dumps(app))
+    wait_for(lambda: _backup_ready(kube_cluster), what="the RoarApp Ready", timeout=300, interval=2)
+    wait_for(lambda: kube_cluster.kubectl("get", "cronjob", f"{APP}-backup", "-n", BACKUP_NS,
+                                          check=False).returncode == 0,
+             what="the backup CronJob", timeout=60)  # fmt: skip
+    (pod,) = live_pods(kube_cluster, BACKUP_NS, WEB_PODS)
+    yield pod_url(pod)
+    kube_cluster.kubectl("delete", "namespace", BACKUP_NS, "--wait=true", "--timeout=180s",
+                         check=False, timeout=240)  # fmt: skip
+
+
+def _backup_ready(cluster: KubeCluster) -> bool:
+    status = cluster.kubectl_json("get", "roarapp", APP, "-n", BACKUP_NS).get("status", {})
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+
+
+def _names(url: str) -> list[str]:
+    try:
+        items = get(f"{url}/api/v1/agents?limit=500").json()["items"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return []
+    return [a["name"] for a in items]
+
+
+def _run_job(cluster: KubeCluster, job: str) -> str:
+    """Wait for a Job to complete (bounded); its log."""
+    cluster.kubectl("wait", "-n", BACKUP_NS, "--for=condition=complete", f"job/{job}",
+                    "--timeout=180s", timeout=200)  # fmt: skip
+    return cluster.kubectl("logs", "-n", BACKUP_NS, f"job/{job}").stdout
+
+
+def test_backup_now_then_restore_brings_a_deleted_agent_back(
+    kube_cluster: KubeCluster, backed_up: str
+) -> None:
+    k, url = kube_cluster.kubectl, backed_up
+    created = httpx.post(f"{url}/api/v1/agents", json=AGENT, timeout=10)
+    assert created.status_code == 201, created.text
+    agent_id = created.json()["id"]
+    assert AGENT["name"] in _names(url)
+
+    # §6: a backup now.
+    k("create", "job", f"--from=cronjob/{APP}-backup", f"{APP}-backup-now", "-n", BACKUP_NS)
+    log = _run_job(kube_cluster, f"{APP}-backup-now")
+    assert "wrote dump-" in log, log
+
+    deleted = httpx.delete(f"{url}/api/v1/agents/{agent_id}", timeout=10)
+    assert deleted.status_code == 204, deleted.text
+    assert AGENT["name"] not in _names(url)
+
+    # §6: the documented restore, the sample as shipped (the newest dump).
+    sample = OPERATOR / "samples" / "roarapp-sample-restore.yaml"
+    k("apply", "-n", BACKUP_NS, "-f", str(sample))
+    log = _run_job(kube_cluster, f"{APP}-restore")
+    assert "restored dump-" in log, log
+    wait_for(lambda: AGENT["name"] in _names(url), what="the agent back through the API",
+             timeout=30)  # fmt: skip
+    assert len(_names(url)) == 6
+
+    # The backup and restore pods ran restricted, as the db's uid.
+    for pod in kube_cluster.kubectl_json(
+        "get", "pods", "-n", BACKUP_NS, "-l", "app.kubernetes.io/component=backup"
+    )["items"]:
+        assert pod["status"]["phase"] == "Succeeded", pod["status"]
+        assert pod["spec"]["containers"][0]["securityContext"]["runAsUser"] == 999

@@ -13,7 +13,12 @@ from roar.kube import names
 from roar.kube.spec import RoarSpec, ServiceMonitor
 
 __all__ = [
+    "BACKUP_SCRIPT",
+    "RESTORE_SCRIPT",
+    "backup_name",
     "build_all",
+    "build_backup",
+    "build_backup_restore_job",
     "build_configmap",
     "build_db_secret",
     "build_db_services",
@@ -562,3 +567,161 @@ def build_all(spec: RoarSpec) -> list[Obj]:
     objects.append(build_pdb(spec))
     objects.extend(build_network_policies(spec))
     return objects
+
+
+# --- Backups of the managed database (the operator's spec.backup) ---------------------------
+
+#: app.kubernetes.io/component of the backup and restore pods: never "db", which the db
+#: Services select on.
+BACKUP = "backup"
+BACKUP_DIR = "/backup"
+#: Only names of this shape are dumps: they sort by time, and a temporary name never matches.
+DUMP_PATTERN = r"^dump-[0-9]{8}T[0-9]{6}Z\.sql\.gz$"
+
+#: The CronJob's script, run by /bin/sh in the db image (mariadb-dump, gzip, coreutils). The
+#: password comes in MYSQL_PWD (from the Secret), which the client reads: never an argument.
+BACKUP_SCRIPT = f"""set -eu
+umask 077
+dir="$BACKUP_DIR"
+keep="$BACKUP_RETENTION"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+final="dump-$stamp.sql.gz"
+tmp=".partial-$stamp-$$.sql.gz"
+trap 'rm -f "$dir/$tmp"' EXIT
+# Leftovers of runs killed before their trap ran (activeDeadlineSeconds, a lost node).
+find "$dir" -maxdepth 1 -name '.partial-*' -mmin +120 -exec rm -f {{}} +
+# The dump's exit status, past the pipe (POSIX sh has no pipefail).
+rc=$( {{ {{ mariadb-dump --host="$MYSQL_HOST" --port="$MYSQL_TCP_PORT" --user="$MYSQL_USER" \\
+  --single-transaction --quick "$MYSQL_DATABASE" && echo 0 >&3 || echo $? >&3; }} |
+  gzip -c > "$dir/$tmp"; }} 3>&1 )
+if [ "$rc" != 0 ]; then echo "mariadb-dump failed (exit $rc); no dump written" >&2; exit 1; fi
+gzip -t "$dir/$tmp"
+mv "$dir/$tmp" "$dir/$final"
+echo "wrote $final"
+ls -1 "$dir" | grep -E '{DUMP_PATTERN}' | sort -r | tail -n +"$((keep + 1))" |
+  while read -r old; do rm -f "$dir/$old"; echo "removed $old"; done
+echo "dumps:"
+ls -1 "$dir" | grep -E '{DUMP_PATTERN}' | sort -r
+"""
+
+#: The restore Job's script: DUMP is a file name from the backup volume, or ``latest``. The
+#: dump drops and recreates each table it holds (mariadb-dump's default --add-drop-table).
+RESTORE_SCRIPT = f"""set -eu
+dir="$BACKUP_DIR"
+dump="${{DUMP:-latest}}"
+if [ "$dump" = latest ]; then
+  dump=$(ls -1 "$dir" | grep -E '{DUMP_PATTERN}' | sort | tail -n 1)
+fi
+case "$dump" in
+  ''|*/*|.*) echo "DUMP: no dump named '$dump' in $dir (a file name or latest)" >&2; exit 1 ;;
+esac
+gzip -t "$dir/$dump"
+echo "restoring $dump into $MYSQL_DATABASE"
+gunzip -c "$dir/$dump" | mariadb --host="$MYSQL_HOST" --port="$MYSQL_TCP_PORT" \\
+  --user="$MYSQL_USER" "$MYSQL_DATABASE"
+echo "restored $dump"
+"""
+
+
+def backup_name(instance: str) -> str:
+    """The backup PVC and CronJob: ``<instance>-backup``."""
+    return f"{instance}-{BACKUP}"
+
+
+def _backup_pod(spec: RoarSpec, script: str, extra_env: list[Obj]) -> Obj:
+    """A restricted pod that runs ``script`` in the db image with the backup volume mounted
+    and the app user's db credentials in its environment."""
+    env = [
+        {"name": names.MYSQL_HOST, "value": spec.db_service},
+        {"name": names.MYSQL_TCP_PORT, "value": str(names.DB_PORT)},
+        {"name": names.MYSQL_DATABASE, "valueFrom": _config_ref(spec, names.MYSQL_DATABASE)},
+        {"name": names.MYSQL_USER, "valueFrom": _config_ref(spec, names.MYSQL_USER)},
+        {"name": "MYSQL_PWD", "valueFrom": _secret_ref(spec, names.MYSQL_PASSWORD)},
+        {"name": "BACKUP_DIR", "value": BACKUP_DIR},
+        *extra_env,
+    ]
+    container = {
+        "name": BACKUP,
+        "image": spec.db_image_ref,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": ["/bin/sh", "-c", script],
+        "env": env,
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"cpu": "500m", "memory": "256Mi"},
+        },
+        "securityContext": _restricted_container_security(names.DB_UID),
+        "volumeMounts": [
+            {"name": BACKUP, "mountPath": BACKUP_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    return {
+        "metadata": {"labels": lb.labels(spec.instance, BACKUP, spec.tag)},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            # fsGroup makes the volume writable for the non-root mysql user, as for the db.
+            "securityContext": _pod_security(names.DB_UID),
+            "containers": [container],
+            "volumes": [
+                {"name": BACKUP,
+                 "persistentVolumeClaim": {"claimName": backup_name(spec.instance)}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+            ],
+        },
+    }  # fmt: skip
+
+
+def build_backup(
+    spec: RoarSpec, *, schedule: str, retention: int, size: str = "1Gi",
+    storage_class: str | None = None,
+) -> list[Obj]:  # fmt: skip
+    """The backup PVC and the CronJob that writes a gzip'd ``mariadb-dump`` of the app database
+    to it on ``schedule`` (UTC), keeping the newest ``retention`` dumps."""
+    if retention < 1:
+        raise ValueError(f"retention: must be >= 1, got {retention}")
+    claim: Obj = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": size}},
+    }
+    if storage_class is not None:
+        claim["storageClassName"] = storage_class
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(spec, backup_name(spec.instance), BACKUP),
+        "spec": claim,
+    }
+    pod = _backup_pod(spec, BACKUP_SCRIPT, [{"name": "BACKUP_RETENTION", "value": str(retention)}])
+    cronjob = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _meta(spec, backup_name(spec.instance), BACKUP),
+        "spec": {
+            "schedule": schedule,
+            "timeZone": "Etc/UTC",
+            # Never two dumps at once; a run missed by more than 10 minutes is skipped.
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": lb.labels(spec.instance, BACKUP, spec.tag)},
+                "spec": {"backoffLimit": 2, "activeDeadlineSeconds": 1800, "template": pod},
+            },
+        },
+    }
+    return [pvc, cronjob]
+
+
+def build_backup_restore_job(spec: RoarSpec, *, dump: str = "latest") -> Obj:
+    """A one-off Job that loads a dump (a file name on the backup PVC, or ``latest``) into the
+    app database; not the operator's: a person creates it (docs/lab-9-operator.md)."""
+    pod = _backup_pod(spec, RESTORE_SCRIPT, [{"name": "DUMP", "value": dump}])
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(spec, f"{spec.instance}-restore", BACKUP),
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 1800, "template": pod},
+    }

@@ -33,8 +33,10 @@ Action = Literal["created", "updated", "unchanged"]
 #: kind -> plural, for every kind the operator reads or writes.
 PLURALS = {
     "ConfigMap": "configmaps",
+    "CronJob": "cronjobs",
     "Deployment": "deployments",
     "NetworkPolicy": "networkpolicies",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
     "Pod": "pods",
     "PodDisruptionBudget": "poddisruptionbudgets",
     "RoarApp": st.PLURAL,

@@ -38,6 +38,7 @@ Key = tuple[str, str]
 ChildKey = tuple[str, str]
 
 NETPOL_API = "networking.k8s.io/v1"
+BATCH_API = "batch/v1"
 
 #: Statuses that mean the object the operator built was refused: sending it again cannot help,
 #: only a spec change can (which kopf delivers as an update).
@@ -131,7 +132,7 @@ class Controller:
         try:
             await self._prune(app, spec, desired, logger)
         except ApiException as exc:
-            errors.append(("NetworkPolicy", f"deleting: {exc.status} {exc.reason}"))
+            errors.append(("pruning", f"deleting: {exc.status} {exc.reason}"))
             statuses.append(exc.status)
 
         observed = reconcile.Observed(
@@ -139,6 +140,7 @@ class Controller:
             statefulset=None
             if spec.external_db
             else await self._observe(ns, "StatefulSet", names.db_name(name), live),
+            cronjob=live.get(("CronJob", builders.backup_name(name))),
             pods=await self.kube.list("v1", "Pod", ns, lb.selector_labels(name, names.WEB)),
             errors=errors,
         )
@@ -184,15 +186,38 @@ class Controller:
     async def _prune(
         self, app: Mapping[str, Any], spec: RoarSpec, desired: list[Obj], logger: Any
     ) -> None:
-        """Delete the app's NetworkPolicies it no longer wants (turned off, or the db's after a
-        switch to an external database). Skipped when it wants all of them, and after one pass
-        per generation: only the operator creates them, so none reappears in between."""
+        """Delete the children the app no longer wants: NetworkPolicies (turned off, or the
+        db's after a switch to an external database) and the backup CronJob (spec.backup
+        removed; its PVC stays, with the dumps). Skipped when it wants all of them, and after
+        one pass per generation: only the operator creates them, so none reappears between."""
         meta = app["metadata"]
         key = (meta["namespace"], meta["name"])
         keep = {o["metadata"]["name"] for o in desired if o["kind"] == "NetworkPolicy"}
         every = {p["metadata"]["name"] for p in builders.build_network_policies(spec)}
-        if keep == every or self._pruned.get(key) == meta.get("generation"):
+        backup = any(o["kind"] == "CronJob" for o in desired)
+        if (keep == every and backup) or self._pruned.get(key) == meta.get("generation"):
             return
+        if not backup:
+            await self._delete_backup(app, logger)
+        if keep != every:
+            await self._prune_network_policies(app, keep, logger)
+        self._pruned[key] = meta.get("generation")
+
+    async def _delete_backup(self, app: Mapping[str, Any], logger: Any) -> None:
+        meta = app["metadata"]
+        ns, name = meta["namespace"], builders.backup_name(meta["name"])
+        cronjob = await self.kube.get(BATCH_API, "CronJob", ns, name)
+        if cronjob is None or not _controlled_by(cronjob, meta["uid"]):
+            return
+        await self.kube.delete(BATCH_API, "CronJob", ns, name, cronjob["metadata"]["uid"])
+        self._seen.get((ns, meta["name"]), {}).pop(("CronJob", name), None)
+        self._changed(app, ("CronJob", name), "deleted", logger)
+
+    async def _prune_network_policies(
+        self, app: Mapping[str, Any], keep: set[str], logger: Any
+    ) -> None:
+        meta = app["metadata"]
+        key = (meta["namespace"], meta["name"])
         selector = {lb.INSTANCE: key[1], lb.MANAGED_BY: st.MANAGED_BY}
         for policy in await self.kube.list(NETPOL_API, "NetworkPolicy", key[0], selector):
             pmeta = policy["metadata"]
@@ -201,7 +226,6 @@ class Controller:
             await self.kube.delete(NETPOL_API, "NetworkPolicy", key[0], pmeta["name"], pmeta["uid"])
             self._seen.get(key, {}).pop(("NetworkPolicy", pmeta["name"]), None)
             self._changed(app, ("NetworkPolicy", pmeta["name"]), "deleted", logger)
-        self._pruned[key] = meta.get("generation")
 
     def _changed(self, app: Mapping[str, Any], key: ChildKey, action: str, logger: Any) -> None:
         """A write that changed a child: counted, logged and posted (never for a no-op)."""

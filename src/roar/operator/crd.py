@@ -15,6 +15,7 @@ import yaml
 from roar.kube import names
 from roar.kube.spec import DURATION_PATTERN, Resources, ServiceMonitor
 from roar.operator import settings as st
+from roar.operator.reconcile import SCHEDULE as SCHEDULE_RE
 
 __all__ = ["build_crd", "render"]
 
@@ -24,6 +25,8 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: A CronJob schedule's shape, the operator's own check, as a CEL string literal.
+SCHEDULE = SCHEDULE_RE.pattern.replace("\\", "\\\\")
 
 
 def _str(desc: str, **extra: Any) -> Obj:
@@ -69,6 +72,47 @@ def _image(repo_desc: str, tag_desc: str) -> Obj:
                 enum=["Always", "IfNotPresent", "Never"],
                 default="IfNotPresent",
             ),
+        },
+    }  # fmt: skip
+
+
+def _backup_schema() -> Obj:
+    return {
+        "type": "object",
+        "description": "Scheduled dumps of the managed database (mariadb-dump, gzip'd) to a PVC "
+        "<name>-backup, by a CronJob <name>-backup. Removing it deletes the CronJob and keeps "
+        "the PVC with its dumps. Not with an external database.",
+        "required": ["schedule"],
+        "properties": {
+            "schedule": _str(
+                "cron schedule in UTC, five fields ('0 3 * * *') or @daily, @hourly, ...",
+                maxLength=100,
+                **{"x-kubernetes-validations": [{
+                    "rule": f"self.matches('{SCHEDULE}')",
+                    "message": "a cron schedule: five fields such as '0 3 * * *', or @daily, "
+                    "@hourly, @weekly, @monthly, @yearly",
+                }]},
+            ),
+            "retention": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 7,
+                          "description": "dumps kept (the newest); older ones are deleted"},
+            "storage": {
+                "type": "object",
+                "default": {},
+                "properties": {
+                    "size": {"x-kubernetes-int-or-string": True, "pattern": QUANTITY,
+                             "default": "1Gi", "description": "size of the backup PVC (it "
+                             "can grow only where its StorageClass allows expansion)"},
+                    "storageClassName": _str(
+                        "StorageClass of the backup PVC (default: the cluster's default "
+                        "class); fixed once the PVC exists",
+                        maxLength=253,
+                        **{"x-kubernetes-validations": [{
+                            "rule": "self == oldSelf",
+                            "message": "fixed once the backup PVC exists",
+                        }]},
+                    ),
+                },
+            },
         },
     }  # fmt: skip
 
@@ -138,6 +182,13 @@ def _spec_schema() -> Obj:
     }  # fmt: skip
     return {
         "type": "object",
+        "x-kubernetes-validations": [{
+            "rule": "!has(self.backup) || !has(self.database) || !has(self.database.external)",
+            "fieldPath": ".backup",
+            "reason": "FieldValueForbidden",
+            "message": "needs the managed database (back up an external one with its own "
+            "tools)",
+        }],
         "properties": {
             "replicas": {
                 "type": "integer",
@@ -217,6 +268,7 @@ def _spec_schema() -> Obj:
                                              pattern=DNS_LABEL, maxLength=63),
                 },
             },
+            "backup": _backup_schema(),
             "database": {
                 "type": "object",
                 "default": {},
@@ -260,6 +312,16 @@ def _status_schema() -> Obj:
             "url": _str("in-cluster URL of the page"),
             "version": _str("version (image tag) the ready web pods serve; several, "
                             "comma-separated, while a rollout mixes them"),
+            "backup": {
+                "type": "object",
+                "description": "from the backup CronJob's status (absent without spec.backup)",
+                "properties": {
+                    "lastScheduleTime": _str("when the last backup was started",
+                                             format="date-time"),
+                    "lastSuccessfulTime": _str("when the last backup finished successfully",
+                                               format="date-time"),
+                },
+            },
             "conditions": {
                 "type": "array",
                 "items": condition,
@@ -279,6 +341,8 @@ def build_crd() -> Obj:
         {"name": "Status", "type": "string",
          "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
         {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
+        {"name": "Last Backup", "type": "date",
+         "jsonPath": ".status.backup.lastSuccessfulTime", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]  # fmt: skip
     return {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +22,10 @@ from roar.kube.spec import ExternalDatabase, Resources, RoarSpec, SecretKeyRef, 
 from roar.operator import settings as st
 
 __all__ = [
+    "Backup",
     "InvalidSpec",
     "Observed",
+    "backup_of",
     "compute_status",
     "desired_objects",
     "generate_password",
@@ -48,6 +51,8 @@ class Observed:
 
     deployment: Mapping[str, Any] | None = None
     statefulset: Mapping[str, Any] | None = None
+    #: The backup CronJob as stored (its status has the last backup times); None without one.
+    cronjob: Mapping[str, Any] | None = None
     pods: Sequence[Mapping[str, Any]] = ()
     #: Failures while applying, as (object, message); they make the app Degraded.
     errors: Sequence[tuple[str, str]] = field(default_factory=tuple)
@@ -72,6 +77,49 @@ def _resources(raw: Mapping[str, Any] | None, default: Resources) -> Resources:
     )
 
 
+@dataclass(frozen=True)
+class Backup:
+    """``spec.backup``: a CronJob that dumps the managed database to its own PVC."""
+
+    schedule: str
+    retention: int = 7
+    size: str = "1Gi"
+    storage_class: str | None = None
+
+
+#: A cron schedule as the CronJob controller takes it: five fields, or a macro. The CRD's
+#: CEL rule checks the same shape (``crd.SCHEDULE``).
+SCHEDULE = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$")
+
+
+def backup_of(app: Mapping[str, Any]) -> Backup | None:
+    """``spec.backup`` checked (the CRD's schema checks the same; this covers objects that
+    skipped it), or None when backups are off."""
+    raw = _get(app, "spec", "backup")
+    if raw is None:
+        return None
+    if _get(app, "spec", "database", "external"):
+        raise InvalidSpec(
+            "spec.backup: needs the managed database (back up an external one with its own tools)"
+        )
+    schedule = str(raw.get("schedule", "")).strip()
+    if not SCHEDULE.match(schedule):
+        raise InvalidSpec(
+            f"spec.backup.schedule: {schedule!r} is not a cron schedule "
+            "(five fields such as '0 3 * * *', or @daily, @hourly, ...)"
+        )
+    retention = raw.get("retention", Backup.retention)
+    if not isinstance(retention, int) or isinstance(retention, bool) or retention < 1:
+        raise InvalidSpec(f"spec.backup.retention: must be an integer >= 1, got {retention!r}")
+    storage = raw.get("storage") or {}
+    return Backup(
+        schedule=schedule,
+        retention=retention,
+        size=str(storage.get("size") or Backup.size),
+        storage_class=storage.get("storageClassName"),
+    )
+
+
 def to_roar_spec(app: Mapping[str, Any], defaults: st.OperatorSettings) -> RoarSpec:
     """Map a RoarApp onto the builders' spec. The CRD's schema defaults are repeated here as
     fallbacks so a RoarApp that skipped defaulting (an older CRD, a test double) still works."""
@@ -80,6 +128,7 @@ def to_roar_spec(app: Mapping[str, Any], defaults: st.OperatorSettings) -> RoarS
     managed, external = db.get("managed") or {}, db.get("external")
     if managed and external:
         raise InvalidSpec("spec.database: set managed or external, not both")
+    backup_of(app)  # refused here, before anything is applied
     token = spec.get("apiToken")
     ext = None
     if external:
@@ -221,15 +270,28 @@ def desired_objects(
         builders.build_web_deployment(spec),
         builders.build_pdb(spec),
     ]
+    backup = backup_of(app) if spec.external_db is None else None
+    if backup is not None:
+        objects += builders.build_backup(
+            spec, schedule=backup.schedule, retention=backup.retention, size=backup.size,
+            storage_class=backup.storage_class,
+        )  # fmt: skip
     if network_policies_enabled(app):
-        objects.extend(network_policies(spec))
+        objects.extend(network_policies(spec, backup=backup is not None))
     if spec.service_monitor is not None:
         # Last: without the Prometheus Operator's CRD only this child fails (Degraded says so).
         objects.append(builders.build_service_monitor(spec))
-    return [_own(obj, app) for obj in objects]
+    owned = [_own(obj, app) for obj in objects]
+    if spec.db_claim_retention != "Delete":
+        # The backup PVC follows the data PVC's policy (deleteClaimOnDelete): kept when the
+        # RoarApp goes, so no owner reference for garbage collection to follow.
+        for obj in owned:
+            if obj["kind"] == "PersistentVolumeClaim":
+                del obj["metadata"]["ownerReferences"]
+    return owned
 
 
-def network_policies(spec: RoarSpec) -> list[Obj]:
+def network_policies(spec: RoarSpec, *, backup: bool = False) -> list[Obj]:
     """The kustomize base's NetworkPolicies, less the db's when there is no MariaDB, and with
     web's port open to every source when the Service is reachable from outside the cluster.
 
@@ -238,6 +300,12 @@ def network_policies(spec: RoarSpec) -> list[Obj]:
     ``networkPolicy.allowExternal`` open it the same way); the db stays reachable from web only.
     """
     policies = builders.build_network_policies(spec)
+    if backup:
+        # The backup (and a restore) pods reach the db's port too.
+        backup_pods = {"matchLabels": lb.selector_labels(spec.instance, builders.BACKUP)}
+        for policy in policies:
+            if _get(policy, "metadata", "labels", lb.COMPONENT) == names.DB:
+                policy["spec"]["ingress"][0]["from"].append({"podSelector": backup_pods})
     if spec.external_db is not None:
         policies = [p for p in policies if _get(p, "metadata", "labels", lb.COMPONENT) != names.DB]
     if spec.service_type != "ClusterIP":
@@ -337,6 +405,8 @@ def compute_status(
         f"http://{names.web_name(spec.instance)}.{spec.namespace}.svc:"
         f"{names.WEB_SERVICE_PORT}{names.PAGE_PATH}"
     )
+    # None removes it (a merge patch) once backups are turned off.
+    status["backup"] = backup_status(observed.cronjob)
 
     db_ready = spec.external_db is not None or (
         int(_get(observed.statefulset, "status", "readyReplicas", default=0) or 0) >= 1
@@ -372,6 +442,15 @@ def compute_status(
         progressing = (not degraded[0], reason, msg)
     status["conditions"] = conditions(ready_c, progressing, degraded)
     return status
+
+
+def backup_status(cronjob: Mapping[str, Any] | None) -> Obj | None:
+    """``status.backup``: when the CronJob last started a backup and last finished one, from
+    the CronJob's own status (both absent until its first run)."""
+    if cronjob is None:
+        return None
+    found = _get(cronjob, "status", default={}) or {}
+    return {k: found[k] for k in ("lastScheduleTime", "lastSuccessfulTime") if found.get(k)}
 
 
 def rollout_message(want: int, updated: int, total: int, *, exists: bool, seen: bool) -> str:
