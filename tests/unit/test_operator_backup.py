@@ -16,18 +16,14 @@ from roar.kube import builders, names
 from roar.kube import labels as lb
 from roar.operator import crd, reconcile
 from roar.operator.settings import OperatorSettings
+from support.roarapp import UID, roarapp
 
 DEFAULTS = OperatorSettings(liveness_endpoint=None)
-UID = "u-1"
 BACKUP = {"schedule": "0 3 * * *", "retention": 2}
 
 
 def app(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "app.example.com/v1alpha1", "kind": "RoarApp",
-        "metadata": {"name": "shop", "namespace": "lab9", "uid": UID, "generation": 1},
-        "spec": spec,
-    }  # fmt: skip
+    return roarapp(**spec)
 
 
 def children(**spec: Any) -> dict[tuple[str, str], dict[str, Any]]:

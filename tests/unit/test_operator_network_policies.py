@@ -9,16 +9,13 @@ import pytest
 from roar.kube import builders, names
 from roar.operator import crd, reconcile
 from roar.operator.settings import OperatorSettings
+from support.roarapp import roarapp
 
 DEFAULTS = OperatorSettings(liveness_endpoint=None)
 
 
 def app(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "app.example.com/v1alpha1", "kind": "RoarApp",
-        "metadata": {"name": "shop", "namespace": "lab9", "uid": "u-1", "generation": 1},
-        "spec": spec,
-    }  # fmt: skip
+    return roarapp(**spec)
 
 
 def policies(**spec: Any) -> dict[str, dict[str, Any]]:

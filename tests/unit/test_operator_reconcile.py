@@ -13,17 +13,14 @@ from roar.kube import builders, names
 from roar.kube import labels as lb
 from roar.operator import crd, reconcile
 from roar.operator.settings import OperatorSettings
+from support.roarapp import roarapp
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = OperatorSettings(liveness_endpoint=None)
 
 
 def app(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "app.example.com/v1alpha1", "kind": "RoarApp",
-        "metadata": {"name": "roarapp-sample", "namespace": "lab9", "uid": "u-1", "generation": 3},
-        "spec": spec,
-    }  # fmt: skip
+    return roarapp("roarapp-sample", generation=3, **spec)
 
 
 def by_kind(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:

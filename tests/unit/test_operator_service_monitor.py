@@ -10,17 +10,13 @@ from roar.kube import names
 from roar.kube.spec import ServiceMonitor
 from roar.operator import crd, reconcile
 from roar.operator.settings import OperatorSettings
+from support.roarapp import UID, roarapp
 
 DEFAULTS = OperatorSettings(liveness_endpoint=None)
-UID = "u-1"
 
 
 def app(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "app.example.com/v1alpha1", "kind": "RoarApp",
-        "metadata": {"name": "shop", "namespace": "lab9", "uid": UID, "generation": 1},
-        "spec": spec,
-    }  # fmt: skip
+    return roarapp(**spec)
 
 
 def children(**spec: Any) -> dict[str, dict[str, Any]]:
