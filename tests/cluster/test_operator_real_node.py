@@ -73,7 +73,14 @@ def test_operator_runs_as_a_pod_under_its_service_account(
     assert_on_real_node_and_ready(pod)
     assert pod["spec"]["serviceAccountName"] == "roar-operator"
     logs = kube_cluster.kubectl("logs", "-n", SYSTEM, pod["metadata"]["name"]).stdout
-    assert "Forbidden" not in logs and "Unauthorized" not in logs, logs[-2000:]
+    # Its RBAC suffices: no request refused. (Events it posts into a namespace that another test
+    # is deleting are refused with 403 NamespaceTerminating; that is not about its permissions.)
+    refused = [
+        line
+        for line in logs.splitlines()
+        if ("Forbidden" in line or "Unauthorized" in line) and "being terminated" not in line
+    ]
+    assert not refused, "\n".join(refused)[-2000:]
 
 
 def test_lab9_five_replicas_serve_then_three_then_five(

@@ -1,8 +1,7 @@
 """The real node beside the kwok nodes: Ready, labelled and tainted so each workload lands where
-it belongs, one per machine, a clear error where the machine lacks what it needs, and resource
-metrics that an HPA scales on. (What it
-runs is shown by the labs' tests; that `down` puts the machine back is checked by the
-`kube_cluster` fixture itself.)"""
+it belongs, one per machine, and a clear error where the machine lacks what it needs. (Resource
+metrics and the HPA: test_autoscale_real_node.py. What it runs is shown by the labs' tests; that
+`down` puts the machine back is checked by the `kube_cluster` fixture itself.)"""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from kubekit import TOOLS, KubeCluster, is_ready, network, realnode, wait_for
-from nodekit import WEB, live_pods, real_namespace, request_loop
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
@@ -73,38 +71,3 @@ def test_missing_packages_are_named(kube_cluster: KubeCluster, tmp_path: Path) -
         assert f"`{tool}` not found: install the Debian package {package}" in res.stderr
     wait_for(lambda: is_ready(kube_cluster.kubectl_json("get", "node", realnode.NODE)),
              what="the real node still Ready")  # fmt: skip
-
-
-def test_hpa_scales_a_busy_web_deployment(kube_cluster: KubeCluster, node_images: None) -> None:
-    """metrics-server reads the kubelet's resource metrics, so `kubectl top` answers and the HPA
-    controller scales ROAR's web pods out under a bounded request loop."""
-    ns = "roar-hpa"
-    k = kube_cluster.kubectl
-    real_namespace(kube_cluster, ns)
-    try:
-        # ROAR on its embedded database: one container, nothing else to wait for.
-        k("create", "deployment", "web", f"--image={WEB}", "--port=8080", "-n", ns)
-        k("set", "resources", "deployment/web", "--requests=cpu=20m,memory=64Mi", "-n", ns)
-        k("expose", "deployment/web", "--type=NodePort", "--port=8080", "-n", ns)
-        k("autoscale", "deployment/web", "--cpu=50", "--min=1", "--max=3", "-n", ns)
-        k("rollout", "status", "deployment/web", "-n", ns, "--timeout=120s")
-        top = ("top", "pod", "-n", ns, "--no-headers")
-        wait_for(lambda: k(*top, check=False).stdout.strip() != "",
-                 what="pod metrics from metrics-server", timeout=120, interval=2)  # fmt: skip
-        port = kube_cluster.kubectl_json("get", "service", "web", "-n", ns)["spec"]["ports"][0]
-        url = f"http://127.0.0.1:{port['nodePort']}/roar/api/v1/registry"
-
-        def scaled_out() -> bool:
-            hpa = kube_cluster.kubectl_json("get", "hpa", "web", "-n", ns)
-            return hpa["status"].get("desiredReplicas", 1) > 1
-
-        load = request_loop(url, until=scaled_out, max_requests=20000, max_seconds=180)
-        assert scaled_out(), f"no scale-out after {load.total} requests"
-        assert set(load.statuses) == {200} and not load.errors
-        hpa = kube_cluster.kubectl_json("get", "hpa", "web", "-n", ns)
-        active = {c["type"]: c for c in hpa["status"]["conditions"]}["ScalingActive"]
-        assert active["status"] == "True" and active["reason"] == "ValidMetricFound", active
-        k("rollout", "status", "deployment/web", "-n", ns, "--timeout=120s")
-        assert len(live_pods(kube_cluster, ns, "app=web")) > 1
-    finally:
-        k("delete", "namespace", ns, "--wait=false", check=False)
