@@ -33,6 +33,7 @@ WEB_PODS = f"app.kubernetes.io/instance={APP},app.kubernetes.io/component=web"
 
 @pytest.fixture(scope="module")
 def operator(kube_cluster: KubeCluster, node_images: None) -> Iterator[None]:
+    _forget_other_tests_apps(kube_cluster)
     real_namespace(kube_cluster, SYSTEM)
     kube_cluster.kubectl("apply", "-k", str(OPERATOR))
     wait_rollout(kube_cluster, SYSTEM, "deployment/roar-operator")
@@ -42,6 +43,20 @@ def operator(kube_cluster: KubeCluster, node_images: None) -> Iterator[None]:
                          timeout=240)  # fmt: skip
     kube_cluster.kubectl("delete", "-k", str(OPERATOR), "--wait=true", "--timeout=120s",
                          check=False, timeout=180)  # fmt: skip
+
+
+def _forget_other_tests_apps(cluster: KubeCluster) -> None:
+    """A cluster as a learner's: no RoarApps but the lab's. The kwok tier's operators are stopped
+    by now, and RoarApps they left in namespaces being deleted keep kopf's finalizer; this
+    cluster-wide operator would adopt them and be refused (403) writing into those namespaces."""
+    listed = cluster.kubectl("get", "roarapps", "-A", "-o", "json", check=False)
+    if listed.returncode != 0:  # the CRD is not installed yet
+        return
+    for app in json.loads(listed.stdout)["items"]:
+        name, ns = app["metadata"]["name"], app["metadata"]["namespace"]
+        cluster.kubectl("patch", "roarapp", name, "-n", ns, "--type=merge",
+                        "-p", '{"metadata": {"finalizers": null}}', check=False)  # fmt: skip
+        cluster.kubectl("delete", "roarapp", name, "-n", ns, "--wait=false", check=False)
 
 
 def _app(cluster: KubeCluster) -> dict[str, Any]:
