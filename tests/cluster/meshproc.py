@@ -39,7 +39,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,6 +47,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from support.net import free_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -82,12 +83,6 @@ ISTIOD_ENV = {
     # A Gateway API Gateway would otherwise get a Deployment of Istio's proxy image.
     "PILOT_ENABLE_GATEWAY_API_DEPLOYMENT_CONTROLLER": "false",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def mesh_bin_dir() -> Path:
@@ -149,6 +144,14 @@ class _Process:
             time.sleep(0.2)
         raise TimeoutError(f"{what}: not within {timeout:.0f} s:\n{self.log_tail()}")
 
+    def wait_ready(self, url: str, what: str, timeout: float) -> None:
+        """Until ``url`` answers 200; the process is stopped if it never does."""
+        try:
+            self._wait(lambda: _get(url)[0] == 200, what, timeout)
+        except BaseException:
+            self.stop()
+            raise
+
 
 @dataclass
 class Istiod(_Process):
@@ -203,11 +206,7 @@ def start_istiod(
             env=os.environ | ISTIOD_ENV | (env or {}),
         )  # fmt: skip
     istiod = Istiod(proc, log_path, grpc, http, monitoring)
-    try:
-        istiod._wait(lambda: _get(f"http://127.0.0.1:{http}/ready")[0] == 200, "istiod", timeout)
-    except BaseException:
-        istiod.stop()
-        raise
+    istiod.wait_ready(f"http://127.0.0.1:{http}/ready", "istiod", timeout)
     return istiod
 
 
@@ -372,12 +371,8 @@ def start_gateway(
         proc = subprocess.Popen(args, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)  # fmt: skip
     gateway = EnvoyGateway(proc, log_path, admin, port or free_port())
-    try:
-        # /ready answers 200 once the initial CDS and LDS fetches are done.
-        gateway._wait(lambda: _get(f"http://127.0.0.1:{admin}/ready")[0] == 200, "envoy", timeout)
-    except BaseException:
-        gateway.stop()
-        raise
+    # /ready answers 200 once the initial CDS and LDS fetches are done.
+    gateway.wait_ready(f"http://127.0.0.1:{admin}/ready", "envoy", timeout)
     return gateway
 
 
