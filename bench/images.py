@@ -61,7 +61,6 @@ def size_and_layers(tag: str) -> tuple[int, int]:
     return int(size), int(layers)
 
 
-
 def http_status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
@@ -227,8 +226,6 @@ def report(res: dict[str, object]) -> str:
         END,
     ]
     return "\n".join(lines)
-
-
 
 
 def main() -> None:

@@ -80,16 +80,29 @@ def run(duration: int, connections: int) -> list[tuple[str, dict[str, float]]]:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     with MariaDB.temporary() as db, tempfile.TemporaryDirectory() as tmp:
         env = {"ROAR_DATABASE_URL": db.url, "ROAR_LOG_LEVEL": "WARNING"}
-        subprocess.run([*roar_command(), "db", "upgrade", "--seed"], check=True,
-                       env=os.environ | env, capture_output=True)
+        subprocess.run(
+            [*roar_command(), "db", "upgrade", "--seed"],
+            check=True,
+            env=os.environ | env,
+            capture_output=True,
+        )
         server = RoarServer(env=env, log_path=Path(tmp) / "roar.log", workers=2).start()
         try:
             results = []
             for label, path, script in TARGETS:
                 # A short warm-up fills pools and caches so every target starts alike.
                 wrk(server.url + path, duration=1, connections=connections, script=script)
-                results.append((label, wrk(server.url + path, duration=duration,
-                                           connections=connections, script=script)))
+                results.append(
+                    (
+                        label,
+                        wrk(
+                            server.url + path,
+                            duration=duration,
+                            connections=connections,
+                            script=script,
+                        ),
+                    )
+                )
             return results
         finally:
             server.stop()
@@ -128,8 +141,6 @@ def report(results: list[tuple[str, dict[str, float]]], duration: int, connectio
         END,
     ]
     return "\n".join(lines)
-
-
 
 
 def main() -> None:

@@ -41,8 +41,6 @@ def mariadb() -> Iterator[MariaDB]:
         yield server
 
 
-
-
 class Backend:
     """A freshly seeded database of one kind, and how ROAR is pointed at it."""
 

@@ -11,11 +11,20 @@ import pytest
 from support.roar import RoarServer, roar_command
 
 
-def roar(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-         ) -> subprocess.CompletedProcess[str]:
+def roar(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ROAR_", "MYSQL_"))}
-    return subprocess.run([*roar_command(), *args], capture_output=True, text=True,
-                          env=clean | (env or {}), input=stdin, timeout=60)
+    return subprocess.run(
+        [*roar_command(), *args],
+        capture_output=True,
+        text=True,
+        env=clean | (env or {}),
+        input=stdin,
+        timeout=60,
+    )
 
 
 def test_version() -> None:
@@ -40,8 +49,11 @@ def test_bad_usage_is_one_line_and_nonzero(args: tuple[str, ...], code: int, mes
 
 
 def test_unreachable_database_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    result = roar("db", "upgrade", env={"ROAR_DATABASE_URL": "mysql://u:p@127.0.0.1:1/registry",
-                                        "ROAR_DB_TIMEOUT": "1"})
+    result = roar(
+        "db",
+        "upgrade",
+        env={"ROAR_DATABASE_URL": "mysql://u:p@127.0.0.1:1/registry", "ROAR_DB_TIMEOUT": "1"},
+    )
     assert result.returncode == 1
     assert result.stderr.strip().startswith("roar: error: database unavailable")
     assert "Traceback" not in result.stderr
@@ -49,9 +61,15 @@ def test_unreachable_database_is_one_line(tmp_path) -> None:  # type: ignore[no-
 
 @pytest.mark.parametrize("workers", ["1", "2"])  # with 2, a child process migrates
 def test_serve_that_cannot_migrate_stops_with_one_line(workers: str) -> None:
-    result = roar("serve", "--port", "0", "--workers", workers, "--migrate",
-                  env={"ROAR_DATABASE_URL": "mysql://u:p@127.0.0.1:1/registry",
-                       "ROAR_DB_TIMEOUT": "1"})
+    result = roar(
+        "serve",
+        "--port",
+        "0",
+        "--workers",
+        workers,
+        "--migrate",
+        env={"ROAR_DATABASE_URL": "mysql://u:p@127.0.0.1:1/registry", "ROAR_DB_TIMEOUT": "1"},
+    )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("roar: error:")]
     assert errors == [errors[0]] and "database unavailable" in errors[0]
@@ -78,8 +96,9 @@ def test_agents_client_round_trip(roar: RoarServer) -> None:
     assert listed.returncode == 0
     assert "Scooby" in listed.stdout and "FIRST SERVICE" in listed.stdout
 
-    added = _roar(*base, "--json", "add", "--name", "Tom", "--species", "cat",
-                  "--start", "1940-02-10")
+    added = _roar(
+        *base, "--json", "add", "--name", "Tom", "--species", "cat", "--start", "1940-02-10"
+    )
     agent = json.loads(added.stdout)
     assert agent["name"] == "Tom"
 

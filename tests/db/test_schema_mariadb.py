@@ -22,8 +22,9 @@ COLUMNS = (
 
 
 def _describe(server: MariaDB, database: str) -> tuple[list, list]:
-    conn = pymysql.connect(host="127.0.0.1", port=server.port, user="root", password="",
-                           unix_socket=server._sock())
+    conn = pymysql.connect(
+        host="127.0.0.1", port=server.port, user="root", password="", unix_socket=server._sock()
+    )
     try:
         with conn.cursor() as cur:
             cur.execute(COLUMNS, (database,))
@@ -43,15 +44,23 @@ def test_migrations_and_init_sql_agree_on_mariadb(mariadb: MariaDB) -> None:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     engine.dispose()
 
-    sql = subprocess.run([*roar_command(), "db", "sql"], check=True, capture_output=True,
-                         text=True).stdout
-    mariadb.root_sql("DROP DATABASE IF EXISTS from_sql; CREATE DATABASE from_sql "
-                     "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci; USE from_sql;" + sql)
+    sql = subprocess.run(
+        [*roar_command(), "db", "sql"], check=True, capture_output=True, text=True
+    ).stdout
+    mariadb.root_sql(
+        "DROP DATABASE IF EXISTS from_sql; CREATE DATABASE from_sql "
+        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci; USE from_sql;" + sql
+    )
     migrated, from_sql = _describe(mariadb, mariadb.database), _describe(mariadb, "from_sql")
     assert migrated == from_sql
     assert len(from_sql[1]) == 5
-    assert from_sql[1][0][1:7] == ("Road Runner", "bird", *from_sql[1][0][3:5], "Wile E. Coyote",
-                                   "ACME product du jour")
+    assert from_sql[1][0][1:7] == (
+        "Road Runner",
+        "bird",
+        *from_sql[1][0][3:5],
+        "Wile E. Coyote",
+        "ACME product du jour",
+    )
 
 
 def test_check_constraint_refuses_last_before_first(mariadb: MariaDB) -> None:

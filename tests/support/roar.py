@@ -28,8 +28,12 @@ def _clean_env() -> dict[str, str]:
 
 def migrate(env: dict[str, str]) -> None:
     """``roar db upgrade --seed`` against the database ``env`` names."""
-    subprocess.run([*roar_command(), "db", "upgrade", "--seed"], env=_clean_env() | env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*roar_command(), "db", "upgrade", "--seed"],
+        env=_clean_env() | env,
+        check=True,
+        capture_output=True,
+    )
 
 
 @dataclass

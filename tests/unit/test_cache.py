@@ -34,8 +34,15 @@ async def test_snapshot_expires_after_ttl() -> None:
     assert calls["n"] == 2
 
 
-ROW = {"id": 1, "NAME": "A", "SPECIES": "b", "SRVSTART": "2000-01-01", "SRVLAST": None,
-       "ADVNAME": None, "ADVTECH": None}
+ROW = {
+    "id": 1,
+    "NAME": "A",
+    "SPECIES": "b",
+    "SRVSTART": "2000-01-01",
+    "SRVLAST": None,
+    "ADVNAME": None,
+    "ADVTECH": None,
+}
 
 
 async def test_invalidate_forces_a_read() -> None:
@@ -52,8 +59,16 @@ async def test_invalidate_forces_a_read() -> None:
 
 
 def test_legacy_json_orders_keys_and_drops_nulls() -> None:
-    row = {"ADVTECH": None, "NAME": "A", "id": 7, "SPECIES": "b", "SRVSTART": "2000-01-01",
-           "SRVLAST": None, "ADVNAME": "C", "row_version": 3}
+    row = {
+        "ADVTECH": None,
+        "NAME": "A",
+        "id": 7,
+        "SPECIES": "b",
+        "SRVSTART": "2000-01-01",
+        "SRVLAST": None,
+        "ADVNAME": "C",
+        "row_version": 3,
+    }
     assert legacy_json([row]) == (
         b'[{"id":7,"NAME":"A","SPECIES":"b","SRVSTART":"2000-01-01","ADVNAME":"C"}]'
     )

@@ -35,12 +35,22 @@ def test_explicit_url_wins_and_gets_async_driver(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"MYSQL_PORT_3306_TCP_ADDR": "172.17.0.2", "MYSQL_PORT_3306_TCP_PORT": "3306",
-          "MYSQL_ENV_MYSQL_DATABASE": "registry"}, "172.17.0.2:3306/registry"),
-        ({"MYSQL_SERVICE_HOST": "10.96.0.7", "MYSQL_SERVICE_PORT": "3307"},
-         "10.96.0.7:3307/registry"),
-        ({"MYSQL_HOST": "db", "MYSQL_DATABASE": "other", "MYSQL_SERVICE_HOST": "10.96.0.7"},
-         "db:3306/other"),
+        (
+            {
+                "MYSQL_PORT_3306_TCP_ADDR": "172.17.0.2",
+                "MYSQL_PORT_3306_TCP_PORT": "3306",
+                "MYSQL_ENV_MYSQL_DATABASE": "registry",
+            },
+            "172.17.0.2:3306/registry",
+        ),
+        (
+            {"MYSQL_SERVICE_HOST": "10.96.0.7", "MYSQL_SERVICE_PORT": "3307"},
+            "10.96.0.7:3307/registry",
+        ),
+        (
+            {"MYSQL_HOST": "db", "MYSQL_DATABASE": "other", "MYSQL_SERVICE_HOST": "10.96.0.7"},
+            "db:3306/other",
+        ),
     ],
 )
 def test_legacy_variables(monkeypatch: pytest.MonkeyPatch, env: dict, expected: str) -> None:

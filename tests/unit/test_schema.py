@@ -63,5 +63,8 @@ def test_mysql_init_sql_has_the_table_and_the_seed_rows() -> None:
 
 def test_field_limits_come_from_the_columns() -> None:
     assert [column_length(c) for c in ("NAME", "SPECIES", "ADVNAME", "ADVTECH")] == [
-        30, 100, 40, 400
+        30,
+        100,
+        40,
+        400,
     ]

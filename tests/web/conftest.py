@@ -47,8 +47,9 @@ def _roar_env(env: dict[str, str]) -> dict[str, str]:
 
 def run_roar_db(env: dict[str, str], *args: str) -> None:
     """``roar db ARGS`` against the database ``env`` names."""
-    subprocess.run([*roar_command(), "db", *args], env=_roar_env(env), check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*roar_command(), "db", *args], env=_roar_env(env), check=True, capture_output=True
+    )
 
 
 @pytest.fixture(scope="session")

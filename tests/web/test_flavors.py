@@ -16,9 +16,14 @@ def test_v2_has_its_mark_its_colour_and_years_of_service(
     registry.reseed()
     server = registry.serve("v2", ROAR_FLAVOR="v2")
     started = dt.date.today().isoformat()
-    httpx.post(f"{server.url}/api/v1/agents", json={
-        "name": "Rookie", "species": "cat", "service_start": started,
-    }).raise_for_status()
+    httpx.post(
+        f"{server.url}/api/v1/agents",
+        json={
+            "name": "Rookie",
+            "species": "cat",
+            "service_start": started,
+        },
+    ).raise_for_status()
     page = new_page(f"{server.url}/roar/")
     rows = page.locator("#agents tbody tr[data-id]")
     expect(rows).to_have_count(6)

@@ -68,7 +68,12 @@ def test_seed_agents_in_order_with_the_original_look(
     assert names(page) == SEED_NAMES
     first = page.locator("#agents tbody tr[data-id]").first.locator("th, td")
     assert first.all_text_contents()[:7] == [
-        "1", "Road Runner", "bird", "1955-01-20", "1995-02-15", "Wile E. Coyote",
+        "1",
+        "Road Runner",
+        "bird",
+        "1955-01-20",
+        "1995-02-15",
+        "Wile E. Coyote",
         "ACME product du jour",
     ]
     # The workshop's colours.
@@ -92,7 +97,7 @@ def test_routes_headers_and_assets(server: RoarServer) -> None:
         csp = answer.headers["content-security-policy"]
         assert "default-src 'self'" in csp and "unsafe-inline" not in csp
         assert answer.headers["x-content-type-options"] == "nosniff"
-        assert "<script type=\"module\" src=\"static/roar.js\"></script>" in answer.text
+        assert '<script type="module" src="static/roar.js"></script>' in answer.text
         assert "<script>" not in answer.text  # no inline script for the CSP to allow
     js = httpx.get(f"{server.url}/roar/static/roar.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
@@ -109,8 +114,13 @@ def test_add_an_agent(page: Page, registry) -> None:
     expect(dialog).to_be_visible()
     expect(page.locator("#f-name")).to_be_focused()
     fill_form(
-        page, name="Woody Woodpecker", species="bird", service_start="1959-05-22",
-        service_last="1979-04-15", adversary_name="Buzz Buzzard", adversary_tech="menacing stare",
+        page,
+        name="Woody Woodpecker",
+        species="bird",
+        service_start="1959-05-22",
+        service_last="1979-04-15",
+        adversary_name="Buzz Buzzard",
+        adversary_tech="menacing stare",
     )
     dialog.get_by_role("button", name="Add agent").click()
     expect(dialog).to_be_hidden()
@@ -157,9 +167,14 @@ def test_delete_asks_first(page: Page, registry) -> None:
 
 
 def test_filter_search_and_sort(page: Page, server: RoarServer) -> None:
-    httpx.post(f"{server.url}/api/v1/agents", json={
-        "name": "Woody Woodpecker", "species": "bird", "service_start": "1959-05-22",
-    }).raise_for_status()
+    httpx.post(
+        f"{server.url}/api/v1/agents",
+        json={
+            "name": "Woody Woodpecker",
+            "species": "bird",
+            "service_start": "1959-05-22",
+        },
+    ).raise_for_status()
     page.reload()
     rows = page.locator("#agents tbody tr[data-id]")
     expect(rows).to_have_count(6)
@@ -212,10 +227,15 @@ def test_sorting_by_keyboard_with_a_visible_focus(page: Page) -> None:
 
 
 def test_a_script_in_a_name_stays_text(page: Page, server: RoarServer, watch) -> None:
-    httpx.post(f"{server.url}/api/v1/agents", json={
-        "name": XSS, "species": "<b>bold</b>", "service_start": "2020-01-01",
-        "adversary_tech": "<script>alert(2)</script>",
-    }).raise_for_status()
+    httpx.post(
+        f"{server.url}/api/v1/agents",
+        json={
+            "name": XSS,
+            "species": "<b>bold</b>",
+            "service_start": "2020-01-01",
+            "adversary_tech": "<script>alert(2)</script>",
+        },
+    ).raise_for_status()
     page.reload()
     evil = row(page, XSS)
     expect(evil).to_have_count(1)

@@ -30,8 +30,9 @@ def server(own_db: MariaDB, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     roar.stop()
 
 
-def test_outage_message_then_recovery(own_db: MariaDB, server: RoarServer, new_page,
-                                      web_output) -> None:
+def test_outage_message_then_recovery(
+    own_db: MariaDB, server: RoarServer, new_page, web_output
+) -> None:
     page = new_page(f"{server.url}/roar/")
     rows = page.locator("#agents tbody tr[data-id]")
     expect(rows).to_have_count(5)

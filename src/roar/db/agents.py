@@ -176,4 +176,3 @@ async def delete_by_name_species(conn: AsyncConnection, *, name: str, species: s
     if result.rowcount == 0:
         raise NotFound(name)
     return result.rowcount
-

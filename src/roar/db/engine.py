@@ -15,7 +15,6 @@ from roar import metrics
 __all__ = ["create_engine"]
 
 
-
 def create_engine(url: str, *, pool_size: int = 5, timeout: float = 2.0) -> AsyncEngine:
     """An engine for ``url`` whose connects fail within ``timeout`` seconds."""
     parsed = make_url(url)
