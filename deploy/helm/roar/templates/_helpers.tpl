@@ -62,6 +62,24 @@ helm.sh/chart: {{ include "roar.chart" .ctx }}
 {{- default (printf "%s-db-credentials" (include "roar.fullname" .)) .Values.database.existingSecret }}
 {{- end }}
 
+{{/*
+The db passwords, as JSON {"password", "root"}: the values given, else those of the Secret already
+in the cluster (lookup, on upgrade), else random ones. Chosen once per render and memoized in the
+render's own values: the Secret and every pod template's checksum/secret (which renders
+secret.yaml again) must see the same random values, or the first upgrade would roll the db.
+`helm template` (Argo CD) cannot look up: there each render draws new passwords, so GitOps
+installs name a Secret made outside the chart (database.existingSecret; docs/helm.md).
+*/}}
+{{- define "roar.dbPasswords" -}}
+{{- if not (hasKey .Values.database "_chosenPasswords") }}
+{{- $existing := (lookup "v1" "Secret" .Release.Namespace (include "roar.dbSecretName" .)).data | default dict }}
+{{- $password := .Values.database.password | default (get $existing "MYSQL_PASSWORD" | b64dec) | default (randAlphaNum 24) }}
+{{- $root := .Values.database.rootPassword | default (get $existing "MYSQL_ROOT_PASSWORD" | b64dec) | default (randAlphaNum 24) }}
+{{- $_ := set .Values.database "_chosenPasswords" (dict "password" $password "root" $root) }}
+{{- end }}
+{{- toJson .Values.database._chosenPasswords }}
+{{- end }}
+
 {{/* The db ClusterIP Service the web reaches through MYSQL_HOST (no service-link variables). */}}
 {{- define "roar.dbServiceName" -}}
 {{- default (printf "%s-mysql" (include "roar.fullname" .)) .Values.db.service.name }}
