@@ -133,10 +133,10 @@ def report(results: list[tuple[str, dict[str, float]]], duration: int, connectio
         f"connections. This run: {legacy['rps'] / ceiling:.2f}x, p99 {legacy['p99_ms']:.1f} ms.",
         "",
         "How: each worker serves the legacy list from a snapshot of the agents table already "
-        "rendered to bytes (`src/roar/cache.py`), re-read in the background every "
-        "`ROAR_CACHE_TTL / 2` seconds (default 1 s TTL) so that no request waits for it. A write "
-        "through a worker drops its snapshot at once; writes through other workers, replicas "
-        "or SQL show within the TTL (tested in `tests/db/test_freshness.py`). The modern list, "
+        "rendered to bytes (`src/roar/cache.py`), kept current from the database's change log "
+        "(changed rows only): a write through any worker of the server shows in every later "
+        "read, writes through replicas or SQL within 0.25 s (docs/configuration.md, tested in "
+        "`tests/api/test_concurrency.py` and `tests/db/test_freshness.py`). The modern list, "
         "get and create query the database on every request.",
         END,
     ]

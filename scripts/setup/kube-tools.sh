@@ -73,6 +73,15 @@ if [[ "$(cat "$prefix/.installed" 2>/dev/null)" != "$README_GENERATOR_VERSION" ]
 fi
 ln -sf "$prefix/node_modules/.bin/readme-generator" "$BIN/readme-generator"
 
+# GitOps (docs/gitops.md): kustomize for tools/release/set-image, built from its Go module by
+# tools/release/kustomize (about a minute cold, cached after); PyYAML for that script under the
+# system python3; Lua 5.1 for the cluster tier's run of the Argo CD health check.
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/setup/apt.sh
+source "$here/apt.sh"
+apt_install python3-yaml lua5.1 util-linux
+log "kustomize $("$here/../../tools/release/kustomize" | tail -1)"
+
 log "helm $("$BIN/helm" version --short 2>/dev/null)"
 log "kubectl $("$BIN/kubectl" version --client 2>/dev/null | head -1)"
 log "kubernetes-validate $KUBERNETES_VALIDATE_VERSION, checkov $CHECKOV_VERSION, readme-generator $README_GENERATOR_VERSION"

@@ -1,7 +1,8 @@
 """The ``roar`` command: serve, manage the database, and use the API from a shell.
 
-Every failure prints one line, ``roar: error: ...``, and exits non-zero (2 for bad usage, 1 for
-everything else), so scripts can trust the exit code.
+Every failure prints one line, ``roar: error: ...``, and exits non-zero (2 for a command line
+that does not parse, 1 for everything else, a bad setting included), so scripts can trust the
+exit code.
 """
 
 from __future__ import annotations
@@ -21,31 +22,19 @@ __all__ = ["main"]
 
 
 def _settings(**overrides: Any) -> tuple[Settings, dict[str, Any]]:
+    """The settings with the options given on top; a bad value is named by its flag."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        settings = Settings(**given)
-        settings.resolved_database_url  # noqa: B018 - fail now on a bad database setting
-    except ConfigError:
-        raise
-    except ValueError as exc:  # pydantic's ValidationError names the field
-        raise ConfigError(_name_variables(exc, given) + str(exc).replace("\n", " ")) from None
+    flags = _flags()
+    settings = Settings(_given_as={k: flags[k] for k in given if k in flags}, **given)
+    settings.resolved_database_url  # noqa: B018 - fail now on a bad database setting
     return settings, given
 
 
-def _name_variables(exc: ValueError, given: dict[str, Any]) -> str:
-    """``ROAR_X: `` (or ``--x: `` for an option) for each field a validation error names."""
-    from pydantic import ValidationError
-
-    if not isinstance(exc, ValidationError):
-        return ""
-    names = []
-    for error in exc.errors():
-        field = str(error["loc"][0]) if error.get("loc") else ""
-        if field in given:
-            names.append("--" + field.replace("_", "-"))
-        elif field:
-            names.append(field if field.isupper() else f"ROAR_{field.upper()}")
-    return ", ".join(dict.fromkeys(names)) + ": " if names else ""
+def _flags() -> dict[str, str]:
+    """The running command's options by setting name: ``{"database_url": "--database-url"}``."""
+    ctx = click.get_current_context(silent=True)
+    params = ctx.command.params if ctx else []
+    return {p.name: max(p.opts, key=len) for p in params if isinstance(p, click.Option) and p.name}
 
 
 def _run(coro_fn: Callable[..., Any], *args: Any) -> Any:
@@ -272,17 +261,30 @@ def operator_run(
     verbose: bool,
 ) -> None:
     """Run the operator against the current kubeconfig until SIGINT/SIGTERM."""
-    from roar.operator.runner import run
+    from pydantic import ValidationError
 
-    run(
-        kubeconfig,
-        namespace,
-        all_namespaces,
-        metrics_host=metrics_host,
-        metrics_port=metrics_port,
-        liveness=liveness,
-        verbose=verbose,
-    )
+    from roar.config import describe_errors
+    from roar.operator.runner import run
+    from roar.operator.settings import OperatorSettings
+
+    try:
+        run(
+            kubeconfig,
+            namespace,
+            all_namespaces,
+            metrics_host=metrics_host,
+            metrics_port=metrics_port,
+            liveness=liveness,
+            verbose=verbose,
+        )
+    except ValidationError as exc:
+        if exc.title != OperatorSettings.__name__:
+            raise
+        options = {"kubeconfig": kubeconfig, "namespaces": namespace, "liveness_endpoint": liveness,
+                   "metrics_host": metrics_host, "metrics_port": metrics_port}  # fmt: skip
+        flags = {"namespaces": "--namespace", "liveness_endpoint": "--liveness"}
+        given_as = {k: flags.get(k, "--" + k.replace("_", "-")) for k, v in options.items() if v}
+        raise ConfigError(describe_errors(OperatorSettings, exc, given_as)) from None
 
 
 # API client ------------------------------------------------------------------------------

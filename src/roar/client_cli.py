@@ -84,7 +84,7 @@ def agents(ctx: click.Context, url: str, as_json: bool) -> None:
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--offset", type=int, default=0, show_default=True)
 @click.pass_context
-def list_(ctx: click.Context, **query: Any) -> None:
+def list_(ctx: click.Context, /, **query: Any) -> None:
     """List agents."""
     params = {k: v for k, v in query.items() if v is not None}
     with _client(ctx) as client:
@@ -123,7 +123,7 @@ def _with_fields(fn: Any) -> Any:
 @agents.command()
 @_with_fields
 @click.pass_context
-def add(ctx: click.Context, **options: Any) -> None:
+def add(ctx: click.Context, /, **options: Any) -> None:
     """Add an agent (--name, --species and --start are required)."""
     with _client(ctx) as client:
         agent = _check(client.post("/api/v1/agents", json=_fields(**options))).json()
@@ -135,7 +135,7 @@ def add(ctx: click.Context, **options: Any) -> None:
 @_with_fields
 @click.option("--if-match", type=int, help="Only if the agent is still at this version.")
 @click.pass_context
-def update(ctx: click.Context, agent_id: int, if_match: int | None, **options: Any) -> None:
+def update(ctx: click.Context, /, agent_id: int, if_match: int | None, **options: Any) -> None:
     """Change the given fields of agent AGENT_ID."""
     changes = _fields(**options)
     if not changes:

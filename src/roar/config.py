@@ -1,8 +1,11 @@
-"""Every setting ROAR reads, in one place.
+"""Every setting of the web service (``roar serve``, ``roar db``), in one place.
 
-Nothing else in the package reads ``os.environ``. Settings come from ``ROAR_*`` variables; each
-secret can also come from a file (``ROAR_API_TOKEN_FILE``, ``ROAR_DATABASE_URL_FILE``,
-``MYSQL_PASSWORD_FILE``), as Kubernetes and Compose secrets are mounted.
+Settings come from ``ROAR_*`` variables; each secret can also come from a file
+(``ROAR_API_TOKEN_FILE``, ``ROAR_DATABASE_URL_FILE``, ``MYSQL_PASSWORD_FILE``), as Kubernetes and
+Compose secrets are mounted. The operator's settings are its own class
+(``roar.operator.settings``, ``ROAR_OPERATOR_*``); the only other variable the package touches is
+``PROMETHEUS_MULTIPROC_DIR``, which the worker supervisor (``roar.server``) sets for
+prometheus_client's multi-process mode and ``roar.metrics`` reads back.
 
 The database is chosen in this order:
 
@@ -17,17 +20,37 @@ The database is chosen in this order:
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from enum import StrEnum
 from http import HTTPStatus
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 from urllib.parse import quote
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["CHAOS_MAX_SECONDS", "ConfigError", "Flavor", "LogFormat", "Settings", "get_settings"]
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
+__all__ = [
+    "CHAOS_MAX_SECONDS",
+    "ConfigError",
+    "Flavor",
+    "LogFormat",
+    "Settings",
+    "describe_errors",
+    "get_settings",
+]
 
 #: The status version string of each flavor; Istio labs count these two strings.
 FLAVOR_VERSIONS = {"v1": "00.01.00", "v2": "00.02.00"}
@@ -63,9 +86,19 @@ def _legacy(name: str) -> Any:
 
 
 class Settings(BaseSettings):
-    """ROAR's settings; each field is the variable ``ROAR_<FIELD>`` unless said otherwise."""
+    """ROAR's settings; each field is the variable ``ROAR_<FIELD>`` unless said otherwise.
+
+    A bad value raises ConfigError with one line per setting that names it as the user gave
+    it: the variable, or the name in ``_given_as`` (``{"port": "--port"}`` for a CLI flag).
+    """
 
     model_config = SettingsConfigDict(env_prefix="ROAR_", extra="ignore", frozen=True)
+
+    def __init__(self, *, _given_as: Mapping[str, str] | None = None, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(describe_errors(Settings, exc, _given_as or {})) from None
 
     #: SQLAlchemy URL; ``mysql://`` and ``sqlite:///`` are given their async drivers.
     database_url: SecretStr | None = None
@@ -76,10 +109,14 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, le=100)
     #: Seconds a database connect or readiness check may take before it counts as down.
     db_timeout: float = Field(2.0, gt=0, le=60)
-    #: Seconds a cached agents list may be served before it is read again. Also the bound on
-    #: how long a write made by another worker, replica or SQL client takes to show in the
-    #: legacy list (a write through this worker shows at once).
+    #: Seconds the agents snapshot may be served without being confirmed current against the
+    #: database (the background poll confirms it); past that, reads check the database
+    #: themselves and answer 503 when it is down. 0: every read checks (docs/configuration.md).
     cache_ttl: float = Field(1.0, ge=0, le=60)
+    #: Seconds between two looks at the database's change log for changes made elsewhere
+    #: (other replicas, SQL); they show within this plus one sync. Writes through this server
+    #: show at once, whichever worker answers.
+    cache_poll_interval: float = Field(0.1, ge=0.01, le=10)
 
     #: Bearer token that every write must carry; unset means writes are open.
     api_token: SecretStr | None = None
@@ -105,6 +142,12 @@ class Settings(BaseSettings):
 
     log_format: LogFormat = LogFormat.text
     log_level: Annotated[str, NoDecode] = "INFO"
+    #: One ``roar.access`` line per request; false: only answers with status 400 or above.
+    access_log: bool = True
+    #: Share (0..1) of successful requests that get an access-log line; errors always do.
+    access_log_sample: float = Field(1.0, ge=0, le=1)
+    #: Log probe and metrics requests (/healthz, /readyz, /metrics) too, when they succeed.
+    access_log_probes: bool = False
 
     #: Marks a production deployment; ROAR then refuses to start with ``chaos`` on.
     production: bool = False
@@ -141,8 +184,19 @@ class Settings(BaseSettings):
         for field, file_field, variable in pairs:
             path = getattr(self, file_field)
             if getattr(self, field) is None and path is not None:
-                object.__setattr__(self, field, SecretStr(_read_secret_file(path, variable)))
+                value = _read_secret_file(path, variable)
+                if field == "database_url":
+                    try:
+                        value = normalize_database_url(value)
+                    except ValueError as exc:
+                        raise ConfigError(f"{variable}: {path}: {exc}") from None
+                object.__setattr__(self, field, SecretStr(value))
         return self
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return SecretStr(normalize_database_url(value.get_secret_value())) if value else value
 
     @field_validator("chaos_error_status")
     @classmethod
@@ -171,7 +225,7 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The async SQLAlchemy URL to connect to, chosen as the module docstring says."""
         if self.database_url is not None:
-            return normalize_database_url(self.database_url.get_secret_value())
+            return self.database_url.get_secret_value()  # normalized when read
         host = self.mysql_host or self.mysql_service_host or self.mysql_link_addr
         if host:
             port = self.mysql_port or self.mysql_service_port or self.mysql_link_port or 3306
@@ -193,6 +247,70 @@ class Settings(BaseSettings):
     @property
     def is_embedded(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+
+def describe_errors(
+    model: type[BaseSettings], exc: ValidationError, given_as: Mapping[str, str]
+) -> str:
+    """pydantic's errors on a settings class as ``NAME: value is wrong (the rule)`` on one line,
+    ``;`` between settings. NAME is ``given_as[field]`` where the field was given so (a CLI
+    flag), else the variable it is read from (the env prefix and field name, or its alias)."""
+    return "; ".join(dict.fromkeys(_describe_one(model, error, given_as) for error in exc.errors()))
+
+
+def _describe_one(
+    model: type[BaseSettings], error: ErrorDetails, given_as: Mapping[str, str]
+) -> str:
+    fields = model.model_fields
+    key = str(error["loc"][0]) if error["loc"] else ""
+    # A legacy field's errors carry its variable (the alias) rather than the field's name.
+    field = key if key in fields else next((f for f in fields if _variable(model, f) == key), "")
+    name = given_as.get(field) or (_variable(model, field) if field else "settings")
+    return f"{name}: {_problem(error, fields.get(field))}"
+
+
+def _variable(model: type[BaseSettings], field: str) -> str:
+    """The environment variable a field is read from."""
+    alias = model.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    if isinstance(alias, str):
+        return alias
+    return f"{model.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def _problem(error: ErrorDetails, info: FieldInfo | None) -> str:
+    kind, ctx, given = error["type"], error.get("ctx", {}), error["input"]
+    secret = info is not None and SecretStr in (info.annotation, *get_args(info.annotation))
+    shown = "the value" if secret else repr(given) if isinstance(given, str) else str(given)
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bounds = _bounds(info)
+        return f"{given} is out of range" + (f" (must be {bounds})" if bounds else "")
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return f"{shown} is not an integer"
+    if kind in ("float_parsing", "float_type"):
+        return f"{shown} is not a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{shown} is not a boolean (true or false)"
+    if kind in ("enum", "literal_error"):
+        return f"{shown} is not a valid choice (must be {ctx.get('expected', '?')})"
+    if kind == "value_error":  # our own validators word their messages for people
+        return str(ctx.get("error", error["msg"]))
+    return f"{shown} is not valid ({error['msg'][:1].lower()}{error['msg'][1:]})"
+
+
+def _bounds(info: FieldInfo | None) -> str:
+    """A field's numeric limits, written ``0..65535`` or ``> 0 and <= 60``."""
+    signs = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    limits = {
+        sign: bound
+        for item in (info.metadata if info else ())
+        for op, sign in signs.items()
+        if (bound := getattr(item, op, None)) is not None
+    }
+    if ">=" in limits and "<=" in limits:
+        return f"{limits['>=']:g}..{limits['<=']:g}"
+    return " and ".join(f"{sign} {bound:g}" for sign, bound in limits.items())
 
 
 def known_status(value: int) -> int:
@@ -217,8 +335,8 @@ def redact_url(url: str) -> str:
 def normalize_database_url(url: str) -> str:
     """Give plain ``mysql://``/``mariadb://``/``sqlite://`` URLs the async drivers ROAR uses."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ConfigError(f"ROAR_DATABASE_URL: {url!r} is not a URL (expected scheme://...)")
+    if not sep:  # the value itself is not echoed: it may be a password pasted in the wrong place
+        raise ValueError("the value is not a URL (expected scheme://...)")
     drivers = {
         "mysql": "mysql+aiomysql",
         "mariadb": "mysql+aiomysql",
@@ -227,7 +345,7 @@ def normalize_database_url(url: str) -> str:
     }
     scheme = drivers.get(scheme, scheme)
     if not scheme.startswith(("mysql+", "sqlite+")):
-        raise ConfigError(f"ROAR_DATABASE_URL: scheme {scheme!r} is not supported (mysql, sqlite)")
+        raise ValueError(f"scheme {scheme!r} is not supported (mysql, sqlite)")
     if scheme.startswith("mysql") and "charset=" not in rest:
         rest += ("&" if "?" in rest else "?") + "charset=utf8mb4"
     return f"{scheme}://{rest}"

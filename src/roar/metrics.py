@@ -57,7 +57,7 @@ DB_QUERY_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 #: Set by every round trip whose purpose is to reach the database: the agents snapshot's
-#: background refresh (every ROAR_CACHE_TTL / 2 s) and each readiness check. 0 until the first.
+#: background poll (every ROAR_CACHE_POLL_INTERVAL s) and each readiness check. 0 until the first.
 DB_UP = Gauge(
     "roar_db_up",
     "1 when this worker's last database round trip succeeded, 0 when it failed",

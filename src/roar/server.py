@@ -17,13 +17,15 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from multiprocessing.context import SpawnProcess
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from roar.config import Settings
+from roar.counter import SharedWriteCounter, WriteCounter, shared_slots
 from roar.logs import configure_logging
 
 __all__ = ["serve"]
@@ -32,6 +34,11 @@ log = logging.getLogger("roar.server")
 
 #: A worker that exits sooner than this after its start is failing, not crashing once.
 _MIN_WORKER_LIFETIME = 5.0
+#: Seconds an idle keep-alive connection stays open. Longer than the idle timeouts of what sits
+#: in front (ingress-nginx and cloud load balancers 60 s, httpx's pool 5 s), so that they drop an
+#: idle connection first: with uvicorn's default 5 s the server closed connections that a proxy
+#: or client was just reusing, and that request failed (a reset; a 502 or 503 from a proxy).
+_KEEP_ALIVE = 75
 
 
 class _DrainingServer(uvicorn.Server):
@@ -75,11 +82,13 @@ class _DrainingServer(uvicorn.Server):
             app.state.draining = True
 
 
-def _uvicorn_config(settings: Settings) -> uvicorn.Config:
+def _uvicorn_config(
+    settings: Settings, counter: WriteCounter | None = None, *, prune_log: bool = True
+) -> uvicorn.Config:
     from roar.api.app import create_app
 
     return uvicorn.Config(
-        create_app(settings),
+        create_app(settings, counter=counter, prune_log=prune_log),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -87,17 +96,19 @@ def _uvicorn_config(settings: Settings) -> uvicorn.Config:
         server_header=False,
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
-        timeout_keep_alive=5,
+        timeout_keep_alive=_KEEP_ALIVE,
         lifespan="on",
     )
 
 
-def _run_worker(overrides: dict[str, Any], sock: socket.socket) -> None:
+def _run_worker(overrides: dict[str, Any], sock: socket.socket, slots: Any, slot: int) -> None:
     settings = Settings(**overrides)
     configure_logging(fmt=settings.log_format.value, level=settings.log_level)
     # The parent forwards SIGINT as SIGTERM; a terminal's Ctrl-C must not hit workers twice.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    server = _DrainingServer(_uvicorn_config(settings), settings.shutdown_drain)
+    # One worker per server prunes the database's change log (roar.cache).
+    config = _uvicorn_config(settings, SharedWriteCounter(slots, slot), prune_log=slot == 0)
+    server = _DrainingServer(config, settings.shutdown_drain)
     server.run(sockets=[sock])
 
 
@@ -118,13 +129,18 @@ class _Supervisor:
         self.overrides = overrides
         self.stopping = False
         self.ctx = multiprocessing.get_context("spawn")
+        # The write counter all workers share (roar.counter): a slot per worker, which a
+        # replacement worker takes over.
+        self.slots = shared_slots(self.ctx, settings.workers)
 
     def run(self) -> int:
-        # Metrics from all workers are merged through files in this directory.
+        # Metrics from all workers are merged through files in this directory, named by
+        # prometheus_client's own variable, which the spawned workers inherit: the one variable
+        # outside the settings classes (written only here, read only by roar.metrics).
         metrics_dir = tempfile.mkdtemp(prefix="roar-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         sock = _bind(self.settings.host, self.settings.port)
-        workers = [self._start(sock) for _ in range(self.settings.workers)]
+        workers = [self._start(sock, slot) for slot in range(self.settings.workers)]
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal(workers, sock))
         started = {proc.pid: time.monotonic() for proc in workers}
@@ -144,7 +160,7 @@ class _Supervisor:
                         other.join()
                     return 1
                 log.error("worker %d exited with %s; starting another", proc.pid, proc.exitcode)
-                workers[i] = self._start(sock)
+                workers[i] = self._start(sock, i)
                 started[workers[i].pid] = time.monotonic()
             time.sleep(0.2)
         for proc in workers:
@@ -154,12 +170,16 @@ class _Supervisor:
         clean = (0, -signal.SIGTERM)
         return 0 if all(proc.exitcode in clean for proc in workers) else 1
 
-    def _start(self, sock: socket.socket) -> Any:
-        proc = self.ctx.Process(target=_run_worker, args=(self.overrides, sock), daemon=False)
+    def _start(self, sock: socket.socket, slot: int) -> SpawnProcess:
+        proc = self.ctx.Process(
+            target=_run_worker, args=(self.overrides, sock, self.slots, slot), daemon=False
+        )
         proc.start()
         return proc
 
-    def _on_signal(self, workers: list[Any], sock: socket.socket):  # type: ignore[no-untyped-def]
+    def _on_signal(
+        self, workers: list[SpawnProcess], sock: socket.socket
+    ) -> Callable[[int, FrameType | None], None]:
         def handler(sig: int, _frame: FrameType | None) -> None:
             self.stopping = True
             # The workers close their listeners when their drain ends; this process's copy

@@ -3,7 +3,6 @@ client of real ROAR servers: every switch must be observable over HTTP."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -14,20 +13,15 @@ from typing import Any
 import httpx
 import pytest
 
-from support.roar import RoarServer, roar_command
+from support.roar import RoarServer, embedded_server, run_roar
 
 TOKEN = "chaos-token-for-tests"
 PROBLEM = "application/problem+json"
 
 
-def _start(tmp: pytest.TempPathFactory, name: str, env: dict[str, str]) -> RoarServer:
-    data = {"ROAR_DATA_DIR": str(tmp.mktemp(f"{name}-data"))}  # embedded: migrated by serve
-    return RoarServer(env=data | env, log_path=tmp.mktemp("logs") / f"{name}.log").start()
-
-
 @pytest.fixture(scope="module")
 def chaos_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoarServer]:
-    server = _start(tmp_path_factory, "chaos", {"ROAR_CHAOS": "true"})
+    server = embedded_server(tmp_path_factory, "chaos", {"ROAR_CHAOS": "true"})
     yield server
     server.stop()
 
@@ -41,22 +35,15 @@ def chaos(chaos_server: RoarServer) -> Iterator[RoarServer]:
 
 @pytest.fixture(scope="module")
 def v2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoarServer]:
-    server = _start(tmp_path_factory, "v2", {"ROAR_FLAVOR": "v2"})
+    server = embedded_server(tmp_path_factory, "v2", {"ROAR_FLAVOR": "v2"})
     yield server
     server.stop()
 
 
 def _serve_and_fail(env: dict[str, str], data: Path) -> subprocess.CompletedProcess[str]:
     """``roar serve`` with ``env``, which must refuse to start (it normally does in a second)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ROAR_", "MYSQL_"))}
     try:
-        return subprocess.run(
-            [*roar_command(), "serve", "--port", "0"],
-            env=clean | {"ROAR_DATA_DIR": str(data)} | env,
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
+        return run_roar("serve", "--port", "0", env={"ROAR_DATA_DIR": str(data)} | env, timeout=20)
     except subprocess.TimeoutExpired:
         pytest.fail(f"roar serve started with {env} instead of refusing to")
 
@@ -220,7 +207,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoarServer]:
     env = {"ROAR_CHAOS": "true", "ROAR_API_TOKEN": TOKEN,
            "ROAR_CHAOS_ERROR_RATE": "1", "ROAR_CHAOS_ERROR_STATUS": "502",
            "ROAR_CHAOS_DELAY_RATE": "1", "ROAR_CHAOS_DELAY_SECONDS": "0.4"}  # fmt: skip
-    server = _start(tmp_path_factory, "chaos-token", env)
+    server = embedded_server(tmp_path_factory, "chaos-token", env)
     yield server
     server.stop()
 

@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
 
-from support.roar import RoarServer, roar_command
-
-
-def roar(
-    *args: str,
-    env: dict[str, str] | None = None,
-    stdin: str | None = None,
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ROAR_", "MYSQL_"))}
-    return subprocess.run(
-        [*roar_command(), *args],
-        capture_output=True,
-        text=True,
-        env=clean | (env or {}),
-        input=stdin,
-        timeout=60,
-    )
+from support.roar import RoarServer
+from support.roar import run_roar as roar
 
 
 def test_version() -> None:
@@ -36,7 +19,6 @@ def test_version() -> None:
     ("args", "code", "message"),
     [
         (("serve", "--port", "notaport"), 2, "'notaport' is not a valid integer"),
-        (("serve", "--workers", "0"), 1, "workers"),
         (("nosuchcommand",), 2, "No such command"),
         (("agents", "update", "1"), 2, "nothing to change"),
     ],
@@ -46,6 +28,41 @@ def test_bad_usage_is_one_line_and_nonzero(args: tuple[str, ...], code: int, mes
     assert result.returncode == code
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("roar: error: ") and message in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        pytest.param(
+            ("serve", "--port", "99999"), {},
+            "--port: 99999 is out of range (must be 0..65535)", id="flag",
+        ),
+        pytest.param(
+            ("serve",), {"ROAR_PORT": "abc"}, "ROAR_PORT: 'abc' is not an integer", id="variable"
+        ),
+        pytest.param(
+            ("serve",), {"MYSQL_SERVICE_PORT": "x"},
+            "MYSQL_SERVICE_PORT: 'x' is not an integer", id="legacy-variable",
+        ),
+        pytest.param(
+            ("serve", "--workers", "0"), {"ROAR_FLAVOR": "v3", "ROAR_WORKERS": "2"},
+            "ROAR_FLAVOR: 'v3' is not a valid choice (must be 'v1' or 'v2'); "
+            "--workers: 0 is out of range (must be 1..64)",  # the flag, not ROAR_WORKERS, won
+            id="two-at-once",
+        ),
+        pytest.param(
+            ("operator", "run", "--metrics-port", "99999"), {"ROAR_OPERATOR_RESYNC_SECONDS": "0"},
+            "--metrics-port: 99999 is out of range (must be 0..65535); "
+            "ROAR_OPERATOR_RESYNC_SECONDS: 0 is out of range (must be > 0)",
+            id="operator",
+        ),
+    ],
+)  # fmt: skip
+def test_a_bad_setting_is_named_as_given(
+    args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    result = roar(*args, env=env)
+    assert (result.returncode, result.stderr) == (1, f"roar: error: {message}\n")
 
 
 def test_unreachable_database_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]

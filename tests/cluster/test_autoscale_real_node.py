@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 from kubekit import KubeCluster, wait_for
-from nodekit import WEB, live_pods, real_namespace, request_loop
+from nodekit import WEB, answers, live_pods, real_namespace, request_loop
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
@@ -33,6 +33,8 @@ def test_hpa_scales_a_busy_web_deployment(kube_cluster: KubeCluster, node_images
                  what="pod metrics from metrics-server", timeout=120, interval=2)  # fmt: skip
         port = kube_cluster.kubectl_json("get", "service", "web", "-n", ns)["spec"]["ports"][0]
         url = f"http://127.0.0.1:{port['nodePort']}/roar/api/v1/registry"
+        # kube-proxy opens a new NodePort a moment after the Service is made.
+        wait_for(lambda: answers(url), what="the NodePort answering", timeout=60)
 
         def scaled_out() -> bool:
             hpa = kube_cluster.kubectl_json("get", "hpa", "web", "-n", ns)

@@ -86,13 +86,15 @@ def test_lab7_upgrade_to_v2_and_rollback_serve_each_version(
 ) -> None:
     url = f"{BASE}/roar/api/v1/status/version"
 
-    # Known gap (see the issue notes, and the GitOps issue): at install the chart computes each
-    # pod template's checksum/secret from its own random render, so the first upgrade and the
-    # rollback also restart the db, and with the workshop's single web pod the Service has no
-    # ready endpoint for a few seconds after `--wait` returns. So each phase first waits until
-    # only the new version answers, then a bounded loop must get nothing but 200s from it.
+    # The chart draws the db passwords once per render and keeps them on upgrade (lookup), so
+    # the pods' checksum/secret does not change: a web-only upgrade leaves the db pod alone.
+    # With the workshop's single web pod, the old pod may answer for a moment after `--wait`
+    # returns: each phase first waits until only the new version answers, then a bounded loop
+    # must get nothing but 200s from it.
+    db_uid = _db_pod_uid(kube_cluster, release)
     kube_cluster.helm("upgrade", release, str(CHART), "-n", NS, *VALUES, "--set", "flavor=v2",
                       "--wait", "--timeout=5m", timeout=360)  # fmt: skip
+    assert _db_pod_uid(kube_cluster, release) == db_uid, "the web-only upgrade restarted the db"
     wait_for(lambda: serves_only(url, "00.02.00"), what="v2 serving", timeout=180, interval=1)
     up = request_loop(url, until=lambda: False, max_requests=200, max_seconds=20)
     assert up.errors == [] and set(up.statuses) == {200}, (up.errors[:3], up.statuses)
@@ -102,5 +104,12 @@ def test_lab7_upgrade_to_v2_and_rollback_serve_each_version(
     back = request_loop(url, until=lambda: False, max_requests=200, max_seconds=20)
     assert back.errors == [] and set(back.statuses) == {200}, (back.errors[:3], back.statuses)
     assert set(back.versions) == {"00.01.00"}
+    assert _db_pod_uid(kube_cluster, release) == db_uid, "the rollback restarted the db"
     history = kube_cluster.helm("history", release, "-n", NS).stdout
     assert "Rollback to 1" in history
+
+
+def _db_pod_uid(cluster: KubeCluster, release: str) -> str:
+    (pod,) = live_pods(cluster, NS, f"app.kubernetes.io/instance={release},"
+                       "app.kubernetes.io/component=db")  # fmt: skip
+    return str(pod["metadata"]["uid"])

@@ -39,10 +39,13 @@ def operator(kube_cluster: KubeCluster, node_images: None) -> Iterator[None]:
     wait_rollout(kube_cluster, SYSTEM, "deployment/roar-operator")
     real_namespace(kube_cluster, NS)
     yield
-    kube_cluster.kubectl("delete", "namespace", NS, "--wait=true", "--timeout=180s", check=False,
-                         timeout=240)  # fmt: skip
-    kube_cluster.kubectl("delete", "-k", str(OPERATOR), "--wait=true", "--timeout=120s",
-                         check=False, timeout=180)  # fmt: skip
+    # The RoarApps go first, waited for while the operator still runs to drop its finalizer;
+    # then nothing holds the namespaces, and their pods' slow exits need no waiting (time
+    # budget: the session's teardown drains the node).
+    kube_cluster.kubectl("delete", "roarapps", "--all", "-n", NS, "--wait=true", "--timeout=60s",
+                         check=False, timeout=90)  # fmt: skip
+    kube_cluster.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+    kube_cluster.kubectl("delete", "-k", str(OPERATOR), "--wait=false", check=False)
 
 
 def _forget_other_tests_apps(cluster: KubeCluster) -> None:
@@ -156,8 +159,9 @@ def backed_up(kube_cluster: KubeCluster, operator: None) -> Iterator[str]:
              what="the backup CronJob", timeout=60)  # fmt: skip
     (pod,) = live_pods(kube_cluster, BACKUP_NS, WEB_PODS)
     yield pod_url(pod)
-    kube_cluster.kubectl("delete", "namespace", BACKUP_NS, "--wait=true", "--timeout=180s",
-                         check=False, timeout=240)  # fmt: skip
+    kube_cluster.kubectl("delete", "roarapps", "--all", "-n", BACKUP_NS, "--wait=true",
+                         "--timeout=60s", check=False, timeout=90)  # fmt: skip
+    kube_cluster.kubectl("delete", "namespace", BACKUP_NS, "--wait=false", check=False)
 
 
 def _backup_ready(cluster: KubeCluster) -> bool:

@@ -12,20 +12,13 @@ import pytest
 from support.agents import WOODY
 from support.mariadb import MariaDB
 from support.roar import RoarServer, migrate
+from support.wait import eventually
 
 
 @pytest.fixture()
 def outage_db() -> Iterator[MariaDB]:
     with MariaDB.temporary() as server:  # its own server: stopping it must not hurt others
         yield server
-
-
-def _wait_for(check, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(0.25)
 
 
 def test_database_outage_and_recovery(outage_db: MariaDB, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -69,7 +62,12 @@ def test_database_outage_and_recovery(outage_db: MariaDB, tmp_path) -> None:  # 
         )
 
         outage_db.start()
-        _wait_for(lambda: httpx.get(f"{server.url}/readyz").status_code == 200)
+        eventually(
+            lambda: httpx.get(f"{server.url}/readyz").status_code == 200,
+            what="readiness after MariaDB returned",
+            within=30,
+            every=0.25,
+        )
         # Every worker recovers: several fresh connections all get answers.
         for _ in range(10):
             assert httpx.get(f"{server.url}/roar/api/v1/registry").content == before

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,6 +15,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from support.wait import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("ROAR_CACHE_DIR", "/var/cache/roar"))
@@ -116,13 +117,6 @@ def build_images(logs: Path) -> None:
             run_logged([*cmd[:2], "--no-cache", *cmd[2:]], log, timeout=1500, cwd=REPO)
 
 
-def free_port() -> int:
-    """A port that is free on 127.0.0.1 right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Reply:
     status: int
@@ -162,15 +156,9 @@ def wait_for(
 ) -> float:
     """Polls probe until it is true; returns the seconds it took, fails after timeout."""
     start = time.monotonic()
-    last: BaseException | None = None
-    while time.monotonic() - start < timeout:
-        try:
-            if probe():
-                return time.monotonic() - start
-        except (OSError, CommandError) as exc:  # not up yet
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last error: {last}")
+    ignoring = (OSError, CommandError)  # not up yet
+    eventually(probe, what=what, within=timeout, every=interval, ignoring=ignoring)
+    return time.monotonic() - start
 
 
 def http_ok(url: str, status: int = 200) -> Callable[[], bool]:

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from support.agents import WOODY
+from support.net import free_port
 
 from .conftest import Images
-from .helpers import REPO, CommandError, free_port, get, http, http_ok, run, wait_for
+from .helpers import REPO, CommandError, get, http, http_ok, run, wait_for
 
 # Generous: the first test of a cold run also pays for the session's image builds.
 pytestmark = pytest.mark.timeout(1800)

@@ -10,8 +10,10 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from support.net import free_port
+
 from .conftest import Containers, DbCredentials, Images, inspect, podman_exec, wait_db_healthy
-from .helpers import free_port, run
+from .helpers import run
 
 # Generous: the first test of a cold run also pays for the session's image builds.
 pytestmark = pytest.mark.timeout(1800)

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
+from support.net import free_port
+
 from .conftest import Containers, Images, inspect, podman_exec
-from .helpers import free_port, get, http_ok, run, wait_for
+from .helpers import get, http_ok, run, wait_for
 
 # Generous: the first test of a cold run also pays for the session's image builds.
 pytestmark = pytest.mark.timeout(1800)

@@ -27,8 +27,9 @@ import yaml
 from monitoring import queries as q
 from roar.monitoring import rules
 from support.mariadb import MariaDB
-from support.prometheus import Alertmanager, Prometheus, Webhook, eventually
+from support.prometheus import Alertmanager, Prometheus, Webhook
 from support.roar import RoarServer, migrate
+from support.wait import eventually
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from roar.api.schemas import FIELD_COLUMNS
-from roar.db.schema import SIXTH_AGENT
+from roar.db.schema import FIELD_COLUMNS, SIXTH_AGENT
 
 __all__ = ["WOODY", "modern_body"]
 

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pymysql
@@ -159,3 +159,14 @@ class MariaDB:
             f"DROP DATABASE IF EXISTS {self.database};"
             f"CREATE DATABASE {self.database} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
         )
+
+    def own_database(self, name: str) -> MariaDB:
+        """A fresh, empty database ``name`` on this server, open to ROAR's user, as a MariaDB
+        whose ``url`` and ``query`` use it: for a module that must not share ``registry``.
+        The returned object does not own the server process (its ``stop()`` does nothing)."""
+        self.root_sql(
+            f"DROP DATABASE IF EXISTS {name};"
+            f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
+            f"GRANT ALL ON {name}.* TO '{self.user}'@'%';"
+        )
+        return replace(self, database=name, proc=None)

@@ -8,22 +8,20 @@ import queue
 import shutil
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import yaml
 
 from support.net import free_port
+from support.wait import eventually  # re-exported: older tests import it from here
 
 __all__ = ["Alertmanager", "Prometheus", "Webhook", "binary", "eventually"]
-
-T = TypeVar("T")
 
 
 def binary(name: str) -> str:
@@ -31,18 +29,6 @@ def binary(name: str) -> str:
     if not found:
         raise RuntimeError(f"{name} not found: run scripts/setup/monitoring.sh")
     return found
-
-
-def eventually(probe: Callable[[], T | None], *, what: str, within: float, every: float = 0.5) -> T:
-    """``probe()``'s first truthy answer, asked at most every ``every`` s for ``within`` s."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {within:g} s waiting for {what} (last: {last!r})")
 
 
 @dataclass

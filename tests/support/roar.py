@@ -6,34 +6,77 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from support.net import free_port
+from support.wait import eventually
 
-__all__ = ["RoarServer", "migrate", "roar_command"]
+__all__ = [
+    "RoarServer",
+    "clean_env",
+    "clear_settings",
+    "embedded_server",
+    "migrate",
+    "roar_command",
+    "run_roar",
+]
+
+#: The variables ROAR's settings read; every test sets its own.
+SETTING_PREFIXES = ("ROAR_", "MYSQL_")
 
 
 def roar_command() -> list[str]:
     return [sys.executable, "-m", "roar"]
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     """This process's environment without ROAR's or MySQL's settings (each test sets its own)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("ROAR_", "MYSQL_"))}
+    return {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
+
+
+def clear_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset ROAR's and MySQL's variables in this process for one test (in-process Settings)."""
+    for key in list(os.environ):
+        if key.startswith(SETTING_PREFIXES):
+            monkeypatch.delenv(key)
+
+
+def run_roar(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``roar ARGS`` in a subprocess with only ``env``'s settings; output captured as text."""
+    return subprocess.run(
+        [*roar_command(), *args],
+        capture_output=True,
+        text=True,
+        env=clean_env() | (env or {}),
+        input=stdin,
+        timeout=timeout,
+    )
 
 
 def migrate(env: dict[str, str]) -> None:
     """``roar db upgrade --seed`` against the database ``env`` names."""
     subprocess.run(
         [*roar_command(), "db", "upgrade", "--seed"],
-        env=_clean_env() | env,
+        env=clean_env() | env,
         check=True,
         capture_output=True,
     )
+
+
+def embedded_server(
+    tmp: pytest.TempPathFactory, name: str, env: dict[str, str] | None = None
+) -> RoarServer:
+    """A started ROAR on its own embedded SQLite database (``roar serve`` migrates and seeds
+    it), logging to a file named after ``name``; the caller stops it."""
+    data = {"ROAR_DATA_DIR": str(tmp.mktemp(f"{name}-data"))}
+    log = tmp.mktemp("logs") / f"{name}.log"
+    return RoarServer(env=data | (env or {}), log_path=log).start()
 
 
 @dataclass
@@ -52,11 +95,7 @@ class RoarServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> RoarServer:
-        env = (
-            {k: v for k, v in os.environ.items() if not k.startswith(("ROAR_", "MYSQL_"))}
-            | {"ROAR_LOG_FORMAT": "json"}
-            | self.env
-        )
+        env = clean_env() | {"ROAR_LOG_FORMAT": "json"} | self.env
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -72,20 +111,22 @@ class RoarServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"roar serve exited with {self.proc.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"roar serve did not answer within {timeout}s:\n{self.log_tail()}")
+        proc = self.proc
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"roar serve exited with {proc.returncode}:\n{self.log_tail()}")
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+
+        try:
+            what = "roar serve to answer /healthz"
+            eventually(healthy, what=what, within=timeout, every=0.1, ignoring=(httpx.HTTPError,))
+        except AssertionError:
+            self.stop()
+            raise RuntimeError(
+                f"roar serve did not answer within {timeout}s:\n{self.log_tail()}"
+            ) from None
+        return self
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]

@@ -7,15 +7,12 @@ from pathlib import Path
 import pytest
 
 from roar.config import ConfigError, Settings
+from support.roar import clear_settings
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith(("ROAR_", "MYSQL_")):
-            monkeypatch.delenv(key)
+    clear_settings(monkeypatch)
 
 
 def test_embedded_sqlite_by_default(tmp_path: Path) -> None:
@@ -101,3 +98,23 @@ def test_unsupported_database_url(monkeypatch: pytest.MonkeyPatch, url: str) -> 
 def test_empty_token_means_open(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROAR_API_TOKEN", "")
     assert Settings().token is None
+
+
+def test_a_secret_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROAR_DATABASE_URL", "hunter2")  # a password pasted in the wrong place
+    with pytest.raises(ConfigError) as caught:
+        Settings()
+    assert str(caught.value) == "ROAR_DATABASE_URL: the value is not a URL (expected scheme://...)"
+
+
+def test_a_bad_url_in_a_file_names_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "url").write_text("postgres://u:hunter2@db/registry\n")
+    monkeypatch.setenv("ROAR_DATABASE_URL_FILE", str(tmp_path / "url"))
+    with pytest.raises(ConfigError) as caught:
+        Settings()
+    assert str(caught.value) == (
+        f"ROAR_DATABASE_URL_FILE: {tmp_path / 'url'}: scheme 'postgres' is not supported "
+        "(mysql, sqlite)"
+    )

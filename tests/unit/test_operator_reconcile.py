@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +168,41 @@ def test_status_progressing_then_degraded() -> None:
     conds = {c["type"]: c for c in failed["conditions"]}
     assert conds["Degraded"]["status"] == "True" and conds["Degraded"]["reason"] == "ApplyFailed"
     assert "403" in conds["Degraded"]["message"]
+
+
+def test_reconcile_leaves_its_inputs_so_a_status_change_is_written() -> None:
+    # The controller compares the app's stored status with the computed one before writing it
+    # and posting Events (status_changed, status_events): a step that wrote into the app, or into
+    # the children it observed, would hide the change. Snapshots are JSON copies (share nothing).
+    def sample() -> dict[str, Any]:
+        return app(
+            replicas=3,
+            resources={"limits": {"cpu": "2"}},
+            database={"managed": {"storage": {"size": "2Gi"}}},
+            monitoring={"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+        )
+
+    sts = {"status": {"readyReplicas": 1}}
+    ready = reconcile.Observed(deployment=_dep(3, 3), statefulset=sts, pods=[_pod("w-a")])
+    a = sample()  # as stored: Ready, from an earlier pass over an equal app
+    a["status"] = reconcile.compute_status(
+        sample(), reconcile.to_roar_spec(sample(), DEFAULTS), ready, now="t0"
+    )
+    assert {c["type"]: c["status"] for c in a["status"]["conditions"]}["Ready"] == "True"
+    failing = reconcile.Observed(
+        deployment=_dep(1, 3), statefulset=sts, pods=[_pod("w-a")],
+        errors=[("Service/roarapp-sample-web", "403 Forbidden")],
+    )  # fmt: skip
+    before = json.loads(json.dumps({"app": a, "observed": dataclasses.asdict(failing)}))
+
+    spec = reconcile.to_roar_spec(a, DEFAULTS)
+    reconcile.desired_objects(a, spec, passwords=("p", "r"))
+    new = reconcile.compute_status(a, spec, failing, now="t1")
+
+    assert json.loads(json.dumps({"app": a, "observed": dataclasses.asdict(failing)})) == before
+    assert reconcile.status_changed(a["status"], new)
+    events = reconcile.status_events(a["status"], new)
+    assert ("Warning", "ApplyFailed") in [(kind, reason) for kind, reason, _ in events]
 
 
 def test_committed_crd_matches_the_builder() -> None:

@@ -1,18 +1,22 @@
 """One schema: the migrations build exactly roar.db.schema, on SQLite here and on MariaDB in
-tests/db/test_schema_mariadb.py, and `roar db sql` (the db image's init SQL) agrees with both."""
+tests/db/test_schema_mariadb.py, and `roar db sql` (the db image's init SQL) agrees with both;
+the change-log triggers included, which log rows changed with plain SQL too."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 
 from roar.db import migrate
+from roar.db.agents import find_by_species
 from roar.db.engine import create_engine as create_async
-from roar.db.schema import SEED_AGENTS, agents, column_length, metadata
+from roar.db.schema import SEED_AGENTS, agents, metadata
 
 
 def _migrated_sqlite(path: Path) -> str:
@@ -61,10 +65,84 @@ def test_mysql_init_sql_has_the_table_and_the_seed_rows() -> None:
     assert "'Road Runner', 'bird', '1955-01-20', '1995-02-15'" in sql
 
 
-def test_field_limits_come_from_the_columns() -> None:
-    assert [column_length(c) for c in ("NAME", "SPECIES", "ADVNAME", "ADVTECH")] == [
-        30,
-        100,
-        40,
-        400,
+def _triggers_and_indexes(path: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(path) as db:
+        return db.execute(
+            "SELECT type, name, sql FROM sqlite_master "
+            "WHERE type IN ('trigger', 'index') AND sql IS NOT NULL ORDER BY name"
+        ).fetchall()
+
+
+def test_the_migrations_and_the_schema_definition_build_the_same_triggers(tmp_path: Path) -> None:
+    _migrated_sqlite(tmp_path / "migrated.db")
+    metadata.create_all(create_engine(f"sqlite:///{tmp_path / 'created.db'}"))
+    migrated = _triggers_and_indexes(tmp_path / "migrated.db")
+    assert migrated == _triggers_and_indexes(tmp_path / "created.db")
+    assert [name for kind, name, _ in migrated if kind == "trigger"] == [
+        "agents_log_delete",
+        "agents_log_insert",
+        "agents_log_update",
     ]
+
+
+def test_changes_made_with_plain_sql_are_logged(tmp_path: Path) -> None:
+    _migrated_sqlite(tmp_path / "r.db")
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        (before,) = db.execute("SELECT MAX(seq) FROM agent_changes").fetchone()
+        db.execute(
+            "INSERT INTO agents VALUES (NULL, 'Woody', 'bird', '1959-05-22', NULL, NULL, NULL, 1)"
+        )
+        db.execute("UPDATE agents SET ADVNAME = 'Buzz' WHERE id = 6")
+        db.execute("UPDATE agents SET id = 60 WHERE id = 6")
+        db.execute("DELETE FROM agents WHERE id = 2")
+        logged = [
+            r[0]
+            for r in db.execute(
+                "SELECT agent_id FROM agent_changes WHERE seq > ? ORDER BY seq", (before,)
+            )
+        ]
+    assert before == 5  # the seed rows
+    assert logged[:2] == [6, 6] and sorted(logged[2:4]) == [6, 60] and logged[4:] == [2]
+
+
+def test_the_species_search_is_served_by_the_index(tmp_path: Path) -> None:
+    _migrated_sqlite(tmp_path / "r.db")
+    engine = create_async(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    seen: list[tuple[str, tuple[object, ...]]] = []
+    event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: seen.append((a[2], a[3])))
+
+    async def search() -> list[str]:
+        try:
+            async with engine.connect() as conn:
+                rows = await find_by_species(conn, species="BIRD", name="road RUNNER")
+        finally:
+            await engine.dispose()
+        return [r.NAME for r in rows]
+
+    assert asyncio.run(search()) == ["Road Runner"]
+    statement, params = seen[-1]
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        plan = " ".join(r[-1] for r in db.execute(f"EXPLAIN QUERY PLAN {statement}", params))
+    assert "USING INDEX ix_agents_species" in plan, plan
+
+
+def test_downgrading_0002_drops_the_change_log_and_upgrading_restores_it(tmp_path: Path) -> None:
+    url = _migrated_sqlite(tmp_path / "r.db")
+    engine = create_async(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+
+    async def down_and_up() -> None:
+        try:
+            await migrate._run(engine, command.downgrade, "0001_create_agents")
+            with sqlite3.connect(tmp_path / "r.db") as db:
+                assert _triggers_and_indexes(tmp_path / "r.db") == []
+                db.execute(
+                    "INSERT INTO agents (NAME, SPECIES, SRVSTART) VALUES ('A', 'b', '2000-01-01')"
+                )
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(down_and_up())
+    with create_engine(url).connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    assert len(_triggers_and_indexes(tmp_path / "r.db")) == 4

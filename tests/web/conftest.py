@@ -8,7 +8,6 @@ compares; MariaDB is the one whose outage the page must survive.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from support.mariadb import MariaDB
-from support.roar import RoarServer, roar_command
+from support.roar import RoarServer, run_roar
 
 try:
     from playwright import sync_api
@@ -41,15 +40,10 @@ TIMEOUT_MS = 15_000
 sync_api.expect.set_options(timeout=TIMEOUT_MS)
 
 
-def _roar_env(env: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("ROAR_", "MYSQL_"))} | env
-
-
 def run_roar_db(env: dict[str, str], *args: str) -> None:
     """``roar db ARGS`` against the database ``env`` names."""
-    subprocess.run(
-        [*roar_command(), "db", *args], env=_roar_env(env), check=True, capture_output=True
-    )
+    result = run_roar("db", *args, env=env)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture(scope="session")

@@ -165,6 +165,8 @@ def _start_controllers(state: Path, bin_dir: Path, ports: dict[str, int]) -> Non
         f"--cluster-signing-key-file={pki / 'ca.key'}",
         f"--service-cluster-ip-range={network.SERVICE_CIDR}", "--allocate-node-cidrs=false",
         "--enable-hostpath-provisioner=true", "--controllers=*,bootstrapsigner,tokencleaner",
+        # A test cluster's HPA reacts in seconds, not the production default's 15 s.
+        "--horizontal-pod-autoscaler-sync-period=5s",
         "--profiling=false", "--v=1",
     ], state)  # fmt: skip
     sched = state / "kube-scheduler.kubeconfig"

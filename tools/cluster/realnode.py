@@ -574,7 +574,7 @@ def start(
         f"--kubelet-client-certificate={pki / 'metrics-server.crt'}",
         f"--kubelet-client-key={pki / 'metrics-server.key'}",
         "--kubelet-preferred-address-types=InternalIP", "--kubelet-use-node-status-port",
-        "--metric-resolution=15s", "--v=1",
+        "--metric-resolution=10s", "--kubelet-request-timeout=5s", "--v=1",
     ], state, env=env, pass_fds=(lock,))  # fmt: skip
     kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
         "items": _metrics_api(pki, ports["metrics-server"])}))  # fmt: skip

@@ -3,30 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
 
 from roar import __version__, metrics
+from roar.api.docs import install_docs
 from roar.api.middleware import RequestMiddleware
 from roar.api.problems import install_handlers
 from roar.api.routes import agents, legacy, ops
 from roar.cache import AgentsCache
 from roar.chaos import Chaos, install_slow_queries
 from roar.config import Settings
-from roar.db import agents as crud
+from roar.counter import WriteCounter
 from roar.db.engine import create_engine
+from roar.web import routes as web_routes
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("roar")
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """A ROAR application for ``settings``; the database is opened by its lifespan."""
+def create_app(
+    settings: Settings, *, counter: WriteCounter | None = None, prune_log: bool = True
+) -> FastAPI:
+    """A ROAR application for ``settings``; the database is opened by its lifespan.
+
+    ``counter`` is the server's write counter that all its workers share (roar.counter; a
+    worker of its own by default); ``prune_log``: whether this worker prunes the change log."""
     # Test-only fault injection (roar.chaos): without ROAR_CHAOS nothing of it is mounted.
     chaos = Chaos.from_settings(settings) if settings.chaos else None
 
@@ -34,21 +42,21 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.resolved_database_url
         engine = create_engine(url, pool_size=settings.db_pool_size, timeout=settings.db_timeout)
-
-        async def load() -> Sequence[dict[str, Any]]:
-            try:
-                async with engine.connect() as conn:
-                    rows = [dict(row._mapping) for row in await crud.all_agents(conn)]
-            except Exception:
-                metrics.DB_UP.set(0)
-                raise
-            metrics.DB_UP.set(1)
-            return rows
-
         if chaos is not None:
             install_slow_queries(engine, chaos)
         app.state.engine = engine
-        app.state.cache = AgentsCache(load, settings.cache_ttl)
+        # The snapshot's poll keeps one connection open: its own, not one of the pool's.
+        probe_engine = create_engine(
+            url, pool_size=1, timeout=settings.db_timeout, instrument=False
+        )
+        app.state.cache = AgentsCache(
+            engine,
+            ttl=settings.cache_ttl,
+            poll_interval=settings.cache_poll_interval,
+            counter=counter,
+            prune=prune_log,
+            probe_engine=probe_engine,
+        )
         metrics.DB_POOL_SIZE.set(settings.db_pool_size)
         metrics.SNAPSHOT_TTL.set(settings.cache_ttl)
         metrics.set_build_info(
@@ -57,14 +65,18 @@ def create_app(settings: Settings) -> FastAPI:
             flavor=settings.flavor.value,
             commit=settings.build_commit or "unknown",
         )
-        refresher = asyncio.create_task(app.state.cache.refresh_forever())
+        # Reads the table at once (requests wait for that read), then follows the change log.
+        refresher = asyncio.create_task(app.state.cache.watch_forever())
         try:
             yield
         finally:
             refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher  # it must not take a connection from the pool being closed
             if chaos is not None:
                 await chaos.release()
             await engine.dispose()
+            await probe_engine.dispose()
 
     app = FastAPI(
         title="ROAR: Registry of Animal Responders",
@@ -74,7 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
             "(kept byte-for-byte), and operations endpoints."
         ),
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # roar.api.docs serves it, without a CDN
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -87,6 +99,9 @@ def create_app(settings: Settings) -> FastAPI:
         RequestMiddleware,
         max_body_bytes=settings.max_body_bytes,
         version=settings.status_version,
+        access_log=settings.access_log,
+        access_log_sample=settings.access_log_sample,
+        access_log_probes=settings.access_log_probes,
     )
     faults: list[Any] = []
     app.include_router(ops.router)
@@ -100,17 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.include_router(chaos_routes.router)
         faults = [Depends(chaos_routes.inject_faults)]
-    for router in (legacy.router, agents.router):
+    for router in (legacy.router, agents.router, web_routes.router):
         app.include_router(router, dependencies=faults)
-    _include_web(app, faults)
+    install_docs(app)
     return app
-
-
-def _include_web(app: FastAPI, dependencies: list[Any]) -> None:
-    """The web page's routes (roar.web), when the page is part of this build."""
-    try:
-        from roar.web.routes import router as web_router
-    except ImportError:
-        log.debug("roar.web.routes not present; serving the APIs only")
-        return
-    app.include_router(web_router, dependencies=dependencies)

@@ -1,4 +1,7 @@
-"""Dependencies shared by the routes, as Annotated aliases."""
+"""Dependencies shared by the routes, as Annotated aliases.
+
+Each is ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency in a worker
+thread, a hand-off that cost more than the request's own work (bench/compare.py --profile)."""
 
 from __future__ import annotations
 
@@ -16,19 +19,22 @@ from roar.config import Settings
 __all__ = ["CacheDep", "EngineDep", "SettingsDep", "WriteAccess", "read_json_body"]
 
 
-def _engine(request: Request) -> AsyncEngine:
-    return request.app.state.engine
+async def _engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
 
 
-def _cache(request: Request) -> AgentsCache:
-    return request.app.state.cache
+async def _cache(request: Request) -> AgentsCache:
+    cache: AgentsCache = request.app.state.cache
+    return cache
 
 
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+async def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
-def require_token(request: Request) -> None:
+async def require_token(request: Request) -> None:
     """Writes need ``Authorization: Bearer <token>`` when a token is configured."""
     token = request.app.state.settings.token
     if token is None:

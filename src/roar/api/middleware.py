@@ -1,11 +1,12 @@
 """One pure-ASGI middleware for every request: request id, version header, body limit, metrics,
-access log.
+access log (sampled or off per setting; probes and metrics left out by default; errors always).
 
 Pure ASGI (not BaseHTTPMiddleware) because it sits on the hot path of every request."""
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
 from typing import Any
@@ -22,10 +23,26 @@ __all__ = ["RequestMiddleware"]
 log = logging.getLogger("roar.api")
 
 
+#: Requests a scraper or the kubelet makes every few seconds: no access-log line by default.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, version: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        version: str,
+        access_log: bool = True,
+        access_log_sample: float = 1.0,
+        access_log_probes: bool = False,
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        # Share of successful requests logged (0 with the access log off); errors always are.
+        self.sample = access_log_sample if access_log else 0.0
+        self.quiet_paths = frozenset() if access_log_probes else PROBE_PATHS
         # Every answer says which status version served it (``X-Roar-Version``), so a load run
         # or a mesh lab can count versions on any route. Encoded once, here.
         self.version_header = (b"x-roar-version", version.encode("latin-1"))
@@ -101,19 +118,25 @@ class RequestMiddleware:
             method = scope["method"]
             metrics.REQUESTS.labels(method, template, str(status)).inc()
             metrics.REQUEST_SECONDS.labels(method, template).observe(elapsed)
-            access_logger.info(
-                "%s %s %s",
-                method,
-                scope["path"],
-                status,
-                extra={
-                    "request_id": request_id,
-                    "method": method,
-                    "route": template,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
+            if status >= 400 or self._log_success(scope["path"]):
+                access_logger.info(
+                    "%s %s %s",
+                    method,
+                    scope["path"],
+                    status,
+                    extra={
+                        "request_id": request_id,
+                        "method": method,
+                        "route": template,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
+
+    def _log_success(self, path: str) -> bool:
+        if self.sample <= 0 or path in self.quiet_paths:
+            return False
+        return self.sample >= 1 or random.random() < self.sample
 
 
 async def _reject_too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:

@@ -10,9 +10,17 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
-from roar.db.schema import column_length
+from roar.db.schema import FIELD_COLUMNS, column_length
 
 __all__ = [
     "FIELD_COLUMNS",
@@ -24,15 +32,6 @@ __all__ = [
     "LastServiceUpdate",
 ]
 
-#: Modern field name -> database column (and legacy read key).
-FIELD_COLUMNS: Final = {
-    "name": "NAME",
-    "species": "SPECIES",
-    "service_start": "SRVSTART",
-    "service_last": "SRVLAST",
-    "adversary_name": "ADVNAME",
-    "adversary_tech": "ADVTECH",
-}
 #: Legacy write key -> modern field name.
 LEGACY_FIELDS: Final = {
     "AGENT_NAME": "name",
@@ -43,15 +42,15 @@ LEGACY_FIELDS: Final = {
     "ADVERSARY_TECH": "adversary_tech",
 }
 
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# ASCII digits only: \d would let other scripts' digits through to fromisoformat.
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _iso_date(value: Any) -> Any:
-    """Accept only real calendar dates written YYYY-MM-DD (no timestamps, no other forms)."""
+    """Accept only real calendar dates written YYYY-MM-DD (no timestamps, no other forms), as
+    the document's ``format: date`` says."""
     if value is None or isinstance(value, dt.date):
         return value
-    if value == "":
-        return None
     if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
         raise ValueError("must be a date written YYYY-MM-DD")
     try:
@@ -60,39 +59,91 @@ def _iso_date(value: Any) -> Any:
         raise ValueError(f"{value} is not a real calendar date") from None
 
 
+def _optional_iso_date(value: Any) -> Any:
+    return None if value == "" else _iso_date(value)
+
+
+def _or_empty(schema: dict[str, Any]) -> None:
+    # The legacy API's SERVICE_LAST "may be empty"; both APIs (and `roar agents update --last
+    # ""`) clear the date so, and the document says it.
+    schema["anyOf"].append({"type": "string", "maxLength": 0})
+
+
 # A None that reaches a required date is refused by the type itself ("valid date").
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
-OptionalIsoDate = Annotated[dt.date | None, BeforeValidator(_iso_date)]
+#: A date, or none: null or "".
+OptionalIsoDate = Annotated[
+    dt.date | None, BeforeValidator(_optional_iso_date), Field(json_schema_extra=_or_empty)
+]
+
+#: What str.strip() removes: every whitespace character (none lies above U+3000).
+_BLANKS: Final = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+#: "Something besides whitespace", spelled out so that every regex engine (pydantic's, a
+#: client's, the fuzzer's) reads the document's pattern the same way.
+_NOT_BLANK: Final = "[^" + "".join(f"\\u{ord(c):04x}" for c in _BLANKS) + "]"
 
 
-def _text(column: str, *, required: bool) -> Any:
-    return Field(
-        ... if required else None,
-        min_length=1 if required else 0,
-        max_length=column_length(column),
-    )
+def _strip(value: str | None) -> str | None:
+    return value.strip(_BLANKS) if value is not None else None
+
+
+def _not_blank(value: str) -> str:
+    stripped = value.strip(_BLANKS)
+    if not stripped:
+        raise ValueError("must not be blank")
+    return stripped
+
+
+def _required_text(schema: dict[str, Any]) -> None:
+    schema["pattern"] = _NOT_BLANK
+    schema.pop("default", None)  # a PATCH may leave it out, but null is no valid value
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _limit(column: str) -> Any:
+    """At most the column's length, as sent (what is stored, stripped, is never longer)."""
+    return Field(max_length=column_length(column))
+
+
+# Texts are stored without the whitespace around them. A required one must hold more than
+# whitespace: the document says so with _NOT_BLANK, and _not_blank checks exactly that.
+_REQUIRED = Field(min_length=1, json_schema_extra=_required_text)
+Name = Annotated[str, _limit("NAME"), _REQUIRED, AfterValidator(_not_blank)]
+Species = Annotated[str, _limit("SPECIES"), _REQUIRED, AfterValidator(_not_blank)]
+AdversaryName = Annotated[str | None, _limit("ADVNAME"), AfterValidator(_strip)]
+AdversaryTech = Annotated[str | None, _limit("ADVTECH"), AfterValidator(_strip)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
+
+
+_LAST = (
+    "Date of last service, null or empty for none; not before service_start (a rule JSON "
+    "Schema cannot state)"
+)
+
+
+def _last_not_before_start(value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+    start = info.data.get("service_start")
+    if value is not None and start is not None and value < start:
+        raise ValueError(f"must not be before service_start ({start.isoformat()})")
+    return value
 
 
 # Shared fields and the date-order rule of every agent body.
 class AgentBase(_Strict):
-    name: str = _text("NAME", required=True)
-    species: str = _text("SPECIES", required=True)
+    name: Name
+    species: Species
     service_start: IsoDate
-    service_last: OptionalIsoDate = None
-    adversary_name: str | None = _text("ADVNAME", required=False)
-    adversary_tech: str | None = _text("ADVTECH", required=False)
+    service_last: OptionalIsoDate = Field(None, description=_LAST)
+    adversary_name: AdversaryName = None
+    adversary_tech: AdversaryTech = None
 
-    @field_validator("service_last")
-    @classmethod
-    def _last_not_before_start(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
-        start = info.data.get("service_start")
-        if value is not None and start is not None and value < start:
-            raise ValueError(f"must not be before service_start ({start.isoformat()})")
-        return value
+    _last_not_before_start = field_validator("service_last")(_last_not_before_start)
 
     def to_row(self) -> dict[str, Any]:
         """The database row (column names) for these fields; empty texts stored as NULL."""
@@ -107,20 +158,26 @@ class AgentCreate(AgentBase):
     pass
 
 
-# Body of PATCH (JSON merge patch): only the fields given change.
+_KeptDate = Annotated[IsoDate, Field(json_schema_extra=_no_default)]
+
+
+# Body of PATCH (JSON merge patch): only the fields given change. The result must still be a
+# valid agent: a date that would come before (or after) the stored other one is refused (422).
 class AgentPatch(_Strict):
-    name: str | None = _text("NAME", required=False)
-    species: str | None = _text("SPECIES", required=False)
-    service_start: IsoDate | None = None
-    service_last: OptionalIsoDate = None
-    adversary_name: str | None = _text("ADVNAME", required=False)
-    adversary_tech: str | None = _text("ADVTECH", required=False)
+    # A required field may be left out (None here) but not removed: null is refused.
+    name: Name = None  # type: ignore[assignment]
+    species: Species = None  # type: ignore[assignment]
+    service_start: _KeptDate = None  # type: ignore[assignment]
+    service_last: OptionalIsoDate = Field(None, description=_LAST)
+    adversary_name: AdversaryName = None
+    adversary_tech: AdversaryTech = None
+
+    _last_not_before_start = field_validator("service_last")(_last_not_before_start)
 
 
 # Body of the legacy PUT: which agent (by name), and its new date of last service.
 class LastServiceUpdate(BaseModel):
-    model_config = ConfigDict(str_strip_whitespace=True)
-    name: str = _text("NAME", required=True)
+    name: Name
     service_last: OptionalIsoDate = None
 
 

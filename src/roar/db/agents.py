@@ -7,34 +7,37 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, String, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    String,
+    UnaryExpression,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from roar.db.schema import agents
+from roar.db.schema import FIELD_COLUMNS, agent_changes, agents
 
 __all__ = [
     "SORTABLE",
     "NotFound",
     "VersionMismatch",
-    "all_agents",
     "create_agent",
     "delete_agent",
     "delete_by_name_species",
+    "find_by_species",
     "get_agent",
     "list_agents",
+    "page_of_all",
     "set_last_service_by_name",
     "update_agent",
 ]
 
-SORTABLE = {
-    "id": agents.c.id,
-    "name": agents.c.NAME,
-    "species": agents.c.SPECIES,
-    "service_start": agents.c.SRVSTART,
-    "service_last": agents.c.SRVLAST,
-    "adversary_name": agents.c.ADVNAME,
-    "adversary_tech": agents.c.ADVTECH,
-}
+SORTABLE = {"id": agents.c.id} | {field: agents.c[col] for field, col in FIELD_COLUMNS.items()}
 
 
 class NotFound(LookupError):
@@ -47,11 +50,6 @@ class VersionMismatch(Exception):
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-async def all_agents(conn: AsyncConnection) -> Sequence[Row[Any]]:
-    """Every agent, ordered by id (the legacy list and the snapshot cache)."""
-    return (await conn.execute(select(agents).order_by(agents.c.id))).all()
 
 
 async def list_agents(
@@ -70,14 +68,7 @@ async def list_agents(
     if name_contains:
         pattern = f"%{_escape_like(name_contains.lower())}%"
         conditions.append(func.lower(agents.c.NAME).like(pattern, escape="\\"))
-    # Text sorts ignore case on every backend (MariaDB's collation does; SQLite's does not).
-    keys = [
-        (func.lower(SORTABLE[f]) if isinstance(SORTABLE[f].type, String) else SORTABLE[f], desc)
-        for f, desc in sort
-    ]
-    order = [key.desc() if desc else key.asc() for key, desc in keys]
-    if not any(field == "id" for field, _ in sort):
-        order.append(agents.c.id.asc())  # a stable order makes pages deterministic
+    order = _order(sort)
     # One round trip: the total rides along on every row as a window count.
     rows = (
         await conn.execute(
@@ -95,6 +86,58 @@ async def list_agents(
     return rows, int(total or 0)
 
 
+def _order(sort: Sequence[tuple[str, bool]]) -> list[UnaryExpression[Any]]:
+    # Text sorts ignore case on every backend (MariaDB's collation does; SQLite's does not).
+    keys = [
+        (func.lower(SORTABLE[f]) if isinstance(SORTABLE[f].type, String) else SORTABLE[f], desc)
+        for f, desc in sort
+    ]
+    order = [key.desc() if desc else key.asc() for key, desc in keys]
+    if not any(field == "id" for field, _ in sort):
+        order.append(agents.c.id.asc())  # a stable order makes pages deterministic
+    return order
+
+
+async def page_of_all(
+    conn: AsyncConnection,
+    *,
+    sort: Sequence[tuple[str, bool]] = (("id", False),),
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[Sequence[Row[Any]], int | None]:
+    """A page of all agents, without a count (the snapshot has it), and the newest change-log
+    entry read by the same statement: the count to answer with must include it."""
+    newest = select(func.max(agent_changes.c.seq)).scalar_subquery().label("log_seq")
+    stmt = select(agents, newest).order_by(*_order(sort)).limit(limit).offset(offset)
+    rows = (await conn.execute(stmt)).all()
+    if rows:
+        return rows, rows[0].log_seq
+    return rows, await conn.scalar(select(func.max(agent_changes.c.seq)))
+
+
+def _same_text(column: ColumnElement[str], value: str, dialect: str) -> ColumnElement[bool]:
+    """``column`` equals ``value`` in any case, in a form the backend's index can serve."""
+    if dialect != "sqlite":
+        return column == value  # MariaDB: the column's collation (utf8mb4_unicode_ci) ignores case
+    if value.isascii():
+        return column.collate("NOCASE") == value  # as ix_agents_species is built
+    # NOCASE folds ASCII letters only: compare Python's case folding instead (a scan, for the rare
+    # search with other letters).
+    return func.roar_casefold(column) == value.casefold()
+
+
+async def find_by_species(
+    conn: AsyncConnection, *, species: str, name: str | None = None
+) -> Sequence[Row[Any]]:
+    """The legacy v2 search: agents of ``species`` (and ``name``) in any case, ordered by id,
+    looked up through the species index."""
+    dialect = conn.dialect.name
+    conditions = [_same_text(agents.c.SPECIES, species, dialect)]
+    if name is not None:
+        conditions.append(_same_text(agents.c.NAME, name, dialect))
+    return (await conn.execute(select(agents).where(*conditions).order_by(agents.c.id))).all()
+
+
 async def get_agent(conn: AsyncConnection, *, agent_id: int) -> Row[Any]:
     row = (await conn.execute(select(agents).where(agents.c.id == agent_id))).first()
     if row is None:
@@ -104,7 +147,10 @@ async def get_agent(conn: AsyncConnection, *, agent_id: int) -> Row[Any]:
 
 async def create_agent(conn: AsyncConnection, *, values: dict[str, Any]) -> Row[Any]:
     result = await conn.execute(insert(agents).values(**values))
-    return await get_agent(conn, agent_id=result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    if key is None:  # only an executemany() INSERT has none; this one inserts one row
+        raise RuntimeError("INSERT INTO agents gave no primary key")
+    return await get_agent(conn, agent_id=key[0])
 
 
 async def update_agent(

@@ -15,8 +15,11 @@ from roar import metrics
 __all__ = ["create_engine"]
 
 
-def create_engine(url: str, *, pool_size: int = 5, timeout: float = 2.0) -> AsyncEngine:
-    """An engine for ``url`` whose connects fail within ``timeout`` seconds."""
+def create_engine(
+    url: str, *, pool_size: int = 5, timeout: float = 2.0, instrument: bool = True
+) -> AsyncEngine:
+    """An engine for ``url`` whose connects fail within ``timeout`` seconds; ``instrument``:
+    whether its pool and statements count in the metrics (not for a side connection)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
@@ -40,7 +43,8 @@ def create_engine(url: str, *, pool_size: int = 5, timeout: float = 2.0) -> Asyn
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    _instrument_pool(engine)
+    if instrument:
+        _instrument_pool(engine)
     return engine
 
 
@@ -52,6 +56,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    # SQLite's NOCASE and lower() fold ASCII letters only; searches for other letters compare
+    # with Python's case folding through this function (roar.db.agents.find_by_species).
+    dbapi_conn.create_function("roar_casefold", 1, _casefold, deterministic=True)
+
+
+def _casefold(text: str | None) -> str | None:
+    return text.casefold() if text is not None else None
 
 
 def _instrument_pool(engine: AsyncEngine) -> None:

@@ -7,19 +7,38 @@ image's init SQL (``roar db sql``) all come from here; tests prove they agree.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import (
+    DDL,
+    BigInteger,
     CheckConstraint,
     Column,
     Date,
+    DateTime,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
+    event,
 )
+from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateIndex
+from sqlalchemy.sql.compiler import DDLCompiler, SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
-__all__ = ["AGENT_COLUMNS", "SEED_AGENTS", "SIXTH_AGENT", "agents", "metadata"]
+__all__ = [
+    "AGENT_COLUMNS",
+    "FIELD_COLUMNS",
+    "SEED_AGENTS",
+    "SIXTH_AGENT",
+    "agent_changes",
+    "agents",
+    "change_log_triggers",
+    "metadata",
+]
 
 metadata = MetaData()
 
@@ -42,11 +61,120 @@ agents = Table(
     mysql_collate="utf8mb4_unicode_ci",
 )
 
+#: The legacy v2 search looks agents up by species, in any case: MariaDB's column collation
+#: (utf8mb4_unicode_ci) ignores case as it is; SQLite's index is built ``COLLATE NOCASE`` (see
+#: ``_create_index_sqlite``) and the search asks with the same collation, so both use the index.
+species_index = Index("ix_agents_species", agents.c.SPECIES, info={"sqlite_collate": "NOCASE"})
+
+
+class _PreciseNow(FunctionElement[dt.datetime]):
+    """The time now, below the second (CURRENT_TIMESTAMP alone has whole seconds on both)."""
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(_PreciseNow, "sqlite")
+def _precise_now_sqlite(element: _PreciseNow, compiler: SQLCompiler, **kw: object) -> str:
+    return "(strftime('%Y-%m-%d %H:%M:%f', 'now'))"
+
+
+@compiles(_PreciseNow)
+def _precise_now(element: _PreciseNow, compiler: SQLCompiler, **kw: object) -> str:
+    return "CURRENT_TIMESTAMP(6)"
+
+
+#: The change log: one row per agent inserted, updated or deleted, written by the database's own
+#: triggers (below), so rows changed with plain SQL are logged too. Each worker's snapshot asks
+#: for ``seq`` above the last it applied and re-reads only those agents (roar.cache); ROAR prunes
+#: old entries. ``changed_at`` (to the millisecond or better) tells a recreated database apart
+#: from the one a reader knew.
+agent_changes = Table(
+    "agent_changes",
+    metadata,
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer, "sqlite"),  # SQLite's rowid is INTEGER PRIMARY KEY
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("agent_id", Integer, nullable=False),
+    Column(
+        "changed_at",
+        DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql"),
+        nullable=False,
+        server_default=_PreciseNow(),
+    ),
+    # AUTOINCREMENT: SQLite never hands out a pruned seq again.
+    sqlite_autoincrement=True,
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_unicode_ci",
+)
+
+#: What each trigger logs: the agent inserted, updated (both ids if the id itself changed; UNION
+#: keeps one when they are equal) or deleted.
+_LOGGED = {
+    "insert": "VALUES (NEW.id)",
+    "update": "SELECT NEW.id UNION SELECT OLD.id",
+    "delete": "VALUES (OLD.id)",
+}
+
+
+def change_log_triggers(dialect: str) -> list[str]:
+    """The CREATE TRIGGER statements that fill ``agent_changes``, for ``dialect``.
+
+    MariaDB's are one statement each (no BEGIN/END), so the init SQL needs no DELIMITER and runs
+    in the ``mysql`` client as it is; SQLite's trigger body must be a BEGIN/END block.
+    """
+    statements = []
+    for event_name, rows in _LOGGED.items():
+        head = f"CREATE TRIGGER agents_log_{event_name} AFTER {event_name.upper()} ON agents"
+        body = f"INSERT INTO agent_changes (agent_id) {rows}"
+        if dialect == "sqlite":
+            statements.append(f"{head} FOR EACH ROW BEGIN {body}; END")
+        else:
+            statements.append(f"{head} FOR EACH ROW {body}")
+    return statements
+
+
+# Wherever the tables are created from this module (metadata.create_all), the triggers are too,
+# once both tables exist; the migrations spell out the same statements (a migration is history)
+# and tests compare the databases each path builds.
+for _dialect in ("sqlite", "mysql"):
+    for _statement in change_log_triggers(_dialect):
+        _ddl = DDL(_statement).execute_if(dialect=_dialect)  # type: ignore[no-untyped-call]
+        event.listen(metadata, "after_create", _ddl)
+
+
+@compiles(CreateIndex, "sqlite")
+def _create_index_sqlite(create: CreateIndex, compiler: DDLCompiler, **kw: object) -> str:
+    """SQLite's CREATE INDEX, with the collation an index asks for in ``info``."""
+    index = create.element
+    collation = index.info.get("sqlite_collate")
+    if not collation or index.table is None:
+        return str(compiler.visit_create_index(create, **kw))  # type: ignore[no-untyped-call]
+    quote = compiler.preparer.quote
+    columns = ", ".join(f"{quote(c.name)} COLLATE {collation}" for c in index.columns)
+    name = compiler.preparer.format_index(index)
+    return f"CREATE INDEX {name} ON {compiler.preparer.format_table(index.table)} ({columns})"
+
+
+#: Modern field name -> legacy column (the legacy API's wire name), in wire order: the one map
+#: between the two APIs' names; the modern API's schemas and sorting derive theirs from it.
+FIELD_COLUMNS: Final = {
+    "name": "NAME",
+    "species": "SPECIES",
+    "service_start": "SRVSTART",
+    "service_last": "SRVLAST",
+    "adversary_name": "ADVNAME",
+    "adversary_tech": "ADVTECH",
+}
 #: The legacy columns in wire order (``id`` first), as the legacy API answers them.
-AGENT_COLUMNS: Final = ("id", "NAME", "SPECIES", "SRVSTART", "SRVLAST", "ADVNAME", "ADVTECH")
+AGENT_COLUMNS: Final = ("id", *FIELD_COLUMNS.values())
 
 
-def _row(name: str, species: str, start: str, last: str, adv: str, tech: str) -> dict:
+def _row(name: str, species: str, start: str, last: str, adv: str, tech: str) -> dict[str, Any]:
     return {
         "NAME": name,
         "SPECIES": species,

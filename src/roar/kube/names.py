@@ -10,8 +10,8 @@ APP = "roar"
 #: Image tag the manifests ship with; kept equal to the package and chart versions by a test.
 DEFAULT_TAG = "0.2.0"
 WEB_IMAGE = "roar-web"
-#: MariaDB 11.4 plus ROAR's init SQL (images/db); plain ``mariadb:11.4`` works too because the
-#: web pod's init container migrates and seeds.
+#: MariaDB 11.8 plus ROAR's init SQL (images/db); a plain MariaDB image such as
+#: UPSTREAM_DB_IMAGE works too because the web pod's init container migrates and seeds.
 DB_IMAGE = "roar-db"
 UPSTREAM_DB_IMAGE = "mariadb:11.4"
 #: The workshop's local registry (lab 1 tags and pushes there). The kustomize base keeps the bare

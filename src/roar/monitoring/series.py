@@ -34,7 +34,7 @@ __all__ = [
 
 
 def _name(metric: MetricWrapperBase) -> str:
-    return metric.describe()[0].name
+    return next(iter(metric.describe())).name
 
 
 def _total(counter: MetricWrapperBase) -> str:

@@ -13,10 +13,10 @@ write at all when nothing would change. The operator therefore keeps no diff log
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -24,6 +24,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from roar.config import ConfigError
 from roar.operator import metrics
 from roar.operator import settings as st
+
+if TYPE_CHECKING:  # only the operator process imports kopf (see connection_info)
+    import kopf
 
 __all__ = ["ApiException", "Applied", "Kube", "Seen", "connect", "upgraded_managed_fields"]
 
@@ -174,7 +177,7 @@ class Kube:
 
     async def _call(
         self, verb: str, method: str, path: str, *, body: Any = None,
-        query: list[tuple[str, str]] = (), content_type: str = "application/json",
+        query: Sequence[tuple[str, str]] = (), content_type: str = "application/json",
     ) -> Obj:  # fmt: skip
         code = "error"  # neither an answer nor an HTTP error: the connection failed
         try:
@@ -311,13 +314,15 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]
 
 
-async def connection_info(api: client.ApiClient, namespace: str | None) -> Any:
+async def connection_info(api: client.ApiClient, namespace: str | None) -> kopf.ConnectionInfo:
     """kopf's credentials from the same configuration (read anew: in-cluster tokens rotate)."""
     import kopf  # only the operator process needs kopf; the helpers above do not
 
     cfg = api.configuration
     auth = await cfg.get_api_key_with_prefix("BearerToken") if cfg.api_key else None
     scheme, _, token = (auth or "").partition(" ")
+    if not cfg.host:  # the client's default is http://localhost; a loaded config sets its own
+        raise ConfigError("the Kubernetes configuration names no API server (server: is empty)")
     return kopf.ConnectionInfo(
         server=cfg.host,
         ca_path=cfg.ssl_ca_cert,

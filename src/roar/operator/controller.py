@@ -60,7 +60,9 @@ def _now() -> str:
 def _post(app: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
     """A Kubernetes Event on the RoarApp, through kopf's poster (a no-op outside kopf)."""
     with contextlib.suppress(LookupError):  # no operator context (unit tests)
-        (kopf.info if kind == "Normal" else kopf.warn)(dict(app), reason=reason, message=message)
+        # kopf only reads the mapping; its annotation names its own read-only view, kopf.Body.
+        post = kopf.info if kind == "Normal" else kopf.warn
+        post(dict(app), reason=reason, message=message)  # type: ignore[arg-type]
 
 
 class Controller:

@@ -35,13 +35,16 @@ def _str(desc: str, **extra: Any) -> Obj:
 
 def _resources(default: Resources, what: str) -> Obj:
     q = {"x-kubernetes-int-or-string": True, "pattern": QUANTITY}
-    pair = lambda cpu, mem: {  # noqa: E731
-        "type": "object",
-        "properties": {
-            "cpu": {**q, "default": cpu, "description": "CPU quantity, e.g. 100m"},
-            "memory": {**q, "default": mem, "description": "memory quantity, e.g. 128Mi"},
-        },
-    }
+
+    def pair(cpu: str, mem: str) -> Obj:
+        return {
+            "type": "object",
+            "properties": {
+                "cpu": {**q, "default": cpu, "description": "CPU quantity, e.g. 100m"},
+                "memory": {**q, "default": mem, "description": "memory quantity, e.g. 128Mi"},
+            },
+        }
+
     d = default.to_dict()
     return {
         "type": "object",

@@ -28,7 +28,8 @@ RETRY_DELAY = 10
 
 
 def _controller(memo: Any) -> Controller:
-    return memo.roar_controller  # type: ignore[no-any-return]
+    controller: Controller = memo.roar_controller
+    return controller
 
 
 @kopf.on.startup()
@@ -48,7 +49,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.login()
 async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    return await memo.roar_login()  # type: ignore[no-any-return]
+    info: kopf.ConnectionInfo = await memo.roar_login()
+    return info
 
 
 @kopf.on.probe(id="apps")
@@ -71,7 +73,9 @@ async def reconcile_app(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any)
         raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY) from exc
 
 
-@kopf.daemon(st.GROUP, st.VERSION, st.PLURAL, cancellation_timeout=2.0)
+# kopf's handler protocols say `namespace: str | None` for every resource; a RoarApp and the
+# children watched here are namespaced, so kopf always passes a str.
+@kopf.daemon(st.GROUP, st.VERSION, st.PLURAL, cancellation_timeout=2.0)  # type: ignore[arg-type]
 async def resync(
     stopped: kopf.DaemonStopped, name: str, namespace: str, memo: kopf.Memo, logger: Any,
     **_: Any,
@@ -79,10 +83,11 @@ async def resync(
     await _controller(memo).watch_over(namespace, name, stopped, logger)
 
 
+# Namespaced children, so a str namespace again (the ignore sits on the innermost decorator).
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "statefulsets", labels=CHILD_LABELS)
 @kopf.on.event("v1", "services", labels=CHILD_LABELS)
-@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=CHILD_LABELS)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=CHILD_LABELS)  # type: ignore[arg-type]
 def child_changed(
     namespace: str, labels: kopf.Labels, body: kopf.Body, resource: kopf.Resource,
     memo: kopf.Memo, **_: Any,
@@ -93,7 +98,7 @@ def child_changed(
         controller.kick(namespace, instance)
 
 
-@kopf.on.event("v1", "pods", labels=CHILD_LABELS)
+@kopf.on.event("v1", "pods", labels=CHILD_LABELS)  # type: ignore[arg-type]  # namespaced, as above
 def pod_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
     if instance := labels.get(lb.INSTANCE):
         _controller(memo).kick(namespace, instance)

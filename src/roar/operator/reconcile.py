@@ -518,8 +518,8 @@ def status_events(
     version, old_version = new.get("version"), (old or {}).get("version")
     if version and old_version and version != old_version and "," not in version:
         # From a mixed rollout ("0.2.0, 0.3.0") the old version is not known for sure.
-        was = "" if "," in old_version else f" (was {old_version})"
-        events.append(("Normal", "VersionServing", f"web serves {version}{was}"))
+        was_note = "" if "," in old_version else f" (was {old_version})"
+        events.append(("Normal", "VersionServing", f"web serves {version}{was_note}"))
     return events
 
 

@@ -42,7 +42,7 @@ async def operate(
     log.info("watching %s", "all namespaces" if settings.all_namespaces else namespaces)
 
     async def login() -> kopf.ConnectionInfo:
-        return await apply.connection_info(api, (namespaces or [own_namespace])[0])  # type: ignore[no-any-return]
+        return await apply.connection_info(api, namespaces[0] if namespaces else own_namespace)
 
     if serve_metrics and settings.metrics_port:
         metrics.serve(settings.metrics_host, settings.metrics_port)

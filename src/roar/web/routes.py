@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from roar.config import Settings
 
-__all__ = ["router"]
+__all__ = ["SECURITY_HEADERS", "router"]
 
 _HERE = Path(__file__).resolve().parent
 STATIC_DIR = _HERE / "static"
@@ -41,7 +41,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
-_SECURITY_HEADERS = {
+SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -83,7 +83,7 @@ async def roar_no_slash() -> RedirectResponse:
 async def page(request: Request) -> HTMLResponse:
     return HTMLResponse(
         render_page(request.app.state.settings),
-        headers={**_SECURITY_HEADERS, "Cache-Control": "no-cache"},
+        headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"},
     )
 
 

@@ -16,7 +16,6 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${ROAR_CACHE_DIR:-/var/cache/roar}/standins"
-MIRROR="${ROAR_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 # The official names (pinned tags) the Dockerfiles use; the Debian suite each stand-in is built
 # from. python:3.11-slim-bookworm is Debian bookworm with CPython 3.11, which is exactly what
@@ -27,6 +26,28 @@ MARIADB_TAG="docker.io/library/mariadb:11.8"
 MARIADB_SUITE="trixie"
 
 log() { printf '[standins] %s\n' "$*" >&2; }
+
+# The Debian archive to debootstrap from: ROAR_DEBIAN_MIRROR, else the first source of this
+# machine's own apt configuration (deb822 `URIs:` first, then a one-line `deb` entry), so the
+# stand-ins come from wherever this machine already gets its packages.
+debian_mirror() {
+  local uri="${ROAR_DEBIAN_MIRROR:-}" file
+  # awk reads each file itself: with pipefail, a pipe into an awk that exits early could fail.
+  for file in /etc/apt/sources.list.d/*.sources; do
+    if [[ -n "$uri" ]]; then break; fi
+    if [[ -r "$file" ]]; then uri="$(awk 'tolower($1) == "uris:" { print $2; exit }' "$file")"; fi
+  done
+  if [[ -z "$uri" && -r /etc/apt/sources.list ]]; then
+    # `deb [options] URI suite component...`: the options, if any, are dropped first.
+    uri="$(awk '{ sub(/\[[^]]*\]/, "") } $1 == "deb" { print $2; exit }' /etc/apt/sources.list)"
+  fi
+  if [[ -z "$uri" ]]; then
+    log "no Debian source in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list;" \
+      "set ROAR_DEBIAN_MIRROR"
+    return 1
+  fi
+  printf '%s\n' "$uri"
+}
 
 # hash FILE...: the recipe of one artefact, with the host CA (it is baked into the python base).
 recipe_hash() {
@@ -53,9 +74,11 @@ clean_rootfs() { # rootfs: what the official slim images also leave out
 
 debootstrap_into() { # suite rootfs include-list
   mkdir -p "$CACHE/debs"
-  local logf="${2%/*}/debootstrap.log"
+  local logf="${2%/*}/debootstrap.log" mirror
+  mirror="$(debian_mirror)"
+  log "debootstrap $1 from $mirror"
   if ! debootstrap --variant=minbase --cache-dir="$CACHE/debs" --include="$3" "$1" "$2" \
-    "$MIRROR" >"$logf" 2>&1; then
+    "$mirror" >"$logf" 2>&1; then
     tail -n 30 "$logf" >&2
     log "debootstrap $1 failed (log: $logf)"
     return 1
@@ -173,4 +196,7 @@ main() {
   esac
 }
 
-main "$@"
+# Sourcing the script (to call one function, e.g. debian_mirror) builds nothing.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
 from roar.api.deps import CacheDep, EngineDep, WriteAccess
-from roar.api.problems import ApiError, describe_errors, field_errors
+from roar.api.problems import ApiError, describe_errors, field_errors, problem_responses
 from roar.api.schemas import FIELD_COLUMNS, AgentCreate, AgentPatch, AgentPublic, AgentsPage
 from roar.db import agents as crud
 
@@ -19,13 +20,34 @@ from roar.db import agents as crud
 #: no agent and is refused by name (422) instead of overflowing the driver (a 500).
 AgentId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The agent's id")]
 
-router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+# Every operation checks its parameters (422) and reads or writes the database (503).
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"], responses=problem_responses(422, 503))
+#: The statuses of a write with a JSON body, beyond those of every operation.
+_BODY = (400, 401, 409, 413, 415)
+_ETAG = {"ETag": {"schema": {"type": "string"}, "description": 'The row version, e.g. "3"'}}
+_LOCATION = {"Location": {"schema": {"type": "string"}, "description": "The new agent's URL"}}
+_UNMERGEABLE = {
+    422: "A field is invalid, or the agent it would make is not valid (e.g. service_last "
+    "before the stored service_start); `errors` names each"
+}
+
+
+def _with_etag(status: int, *errors: int, **meaning: Any) -> dict[int | str, dict[str, Any]]:
+    return {status: {"headers": _ETAG}, **problem_responses(*errors, **meaning)}
+
 
 _PATCH_RETRIES = 3
 IfMatch = Annotated[
     str | None,
-    Header(description='The ETag last read (e.g. "3"); the write fails with 412 if it changed'),
+    Header(
+        description='The ETag last read (e.g. "3", or `*`); the write fails with 412 if the '
+        "agent has another version now (any other value matches no version: 412 too)"
+    ),
 ]
+_SORT_KEY = "[-+]?(?:" + "|".join(crud.SORTABLE) + ")"
+#: The sort parameter's grammar, stated in the document and checked by _parse_sort: fields
+#: separated by commas (spaces around them, and empty entries, allowed), '-' for descending.
+SORT_PATTERN = rf"^ *(?:{_SORT_KEY} *)?(?:, *(?:{_SORT_KEY} *)?)*$"
 
 
 def _etag(agent: AgentPublic) -> str:
@@ -43,17 +65,16 @@ def _expected_version(if_match: str | None) -> int | None:
 
 
 def _parse_sort(sort: str) -> list[tuple[str, bool]]:
-    keys = []
-    for part in filter(None, (p.strip() for p in sort.split(","))):
-        field = part.lstrip("-+")
-        if field not in crud.SORTABLE:
-            allowed = ", ".join(crud.SORTABLE)
-            raise ApiError(
-                422,
-                f"Cannot sort by {field!r}; use one of: {allowed}",
-                errors=[("sort", f"{field!r} is not a sortable field ({allowed})")],
-            )
-        keys.append((field, part.startswith("-")))
+    parts = [p.strip(" ") for p in sort.split(",")]
+    if not re.fullmatch(SORT_PATTERN, sort):
+        wrong = next((p for p in parts if p and not re.fullmatch(_SORT_KEY, p)), sort)
+        allowed = ", ".join(crud.SORTABLE)
+        raise ApiError(
+            422,
+            f"Cannot sort by {wrong!r}; use one of: {allowed}",
+            errors=[("sort", f"{wrong!r} is not a sortable field ({allowed})")],
+        )
+    keys = [(p.lstrip("-+"), p.startswith("-")) for p in parts if p]
     return keys or [("id", False)]
 
 
@@ -99,24 +120,40 @@ def _answers_for(agent_id: int) -> Iterator[None]:
 @router.get("", response_model=AgentsPage, summary="List agents, filtered, sorted and paged")
 async def list_agents(
     engine: EngineDep,
+    cache: CacheDep,
     species: Annotated[str | None, Query(description="Exact species, any case")] = None,
     name: Annotated[str | None, Query(description="Part of the name, any case")] = None,
     sort: Annotated[
-        str, Query(description="Fields to sort by, comma-separated; '-' for descending")
+        str,
+        Query(
+            description="Fields to sort by, comma-separated; '-' for descending",
+            json_schema_extra={"pattern": SORT_PATTERN},
+        ),
     ] = "id",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> AgentsPage:
     order = _parse_sort(sort)
+    filtered = bool(species or name)
     async with engine.connect() as conn:
-        rows, total = await crud.list_agents(
-            conn, species=species, name_contains=name, sort=order, limit=limit, offset=offset
-        )
+        if filtered:
+            rows, total = await crud.list_agents(
+                conn, species=species, name_contains=name, sort=order, limit=limit, offset=offset
+            )
+        else:  # counting every row on each page cost O(table): the snapshot knows the count
+            rows, log_seq = await crud.page_of_all(conn, sort=order, limit=limit, offset=offset)
+    if not filtered:
+        total = (await cache.at_least(log_seq)).count
     items = [AgentPublic.from_row(r) for r in rows]
     return AgentsPage(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{agent_id}", response_model=AgentPublic, summary="One agent, with its ETag")
+@router.get(
+    "/{agent_id}",
+    response_model=AgentPublic,
+    responses=_with_etag(200, 404),
+    summary="One agent, with its ETag",
+)
 async def get_agent(engine: EngineDep, agent_id: AgentId) -> Response:
     with _answers_for(agent_id):
         async with engine.connect() as conn:
@@ -128,6 +165,7 @@ async def get_agent(engine: EngineDep, agent_id: AgentId) -> Response:
     "",
     status_code=201,
     response_model=AgentPublic,
+    responses={201: {"headers": _ETAG | _LOCATION}, **problem_responses(*_BODY)},
     dependencies=[WriteAccess],
     summary="Add an agent",
 )
@@ -144,6 +182,7 @@ async def create_agent(
 @router.put(
     "/{agent_id}",
     response_model=AgentPublic,
+    responses=_with_etag(200, *_BODY, 404, 412),
     dependencies=[WriteAccess],
     summary="Replace an agent (conditional with If-Match)",
 )
@@ -167,6 +206,7 @@ async def replace_agent(
 @router.patch(
     "/{agent_id}",
     response_model=AgentPublic,
+    responses=_with_etag(200, *_BODY, 404, 412, 422, meaning=_UNMERGEABLE),
     dependencies=[WriteAccess],
     summary="Change some fields of an agent (JSON merge patch; conditional with If-Match)",
 )
@@ -205,6 +245,7 @@ async def patch_agent(
 @router.delete(
     "/{agent_id}",
     status_code=204,
+    responses=problem_responses(401, 404, 412),
     dependencies=[WriteAccess],
     summary="Delete an agent (conditional with If-Match)",
 )

@@ -38,7 +38,8 @@ router = APIRouter(
 
 
 def _chaos(request: Request) -> Chaos:
-    return request.app.state.chaos
+    chaos: Chaos = request.app.state.chaos
+    return chaos
 
 
 def _state(request: Request) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy import text
@@ -15,7 +16,16 @@ from roar.api.responses import json
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness: the process answers (no database involved)")
+def _unavailable(description: str) -> dict[int | str, dict[str, Any]]:
+    """The 503 of a probe, in the OpenAPI document: JSON, as its 200 (not a problem)."""
+    return {503: {"description": description, "content": {"application/json": {}}}}
+
+
+@router.get(
+    "/healthz",
+    summary="Liveness: the process answers (no database involved)",
+    responses=_unavailable("Liveness switched off (chaos, for tests only)"),
+)
 async def healthz(request: Request) -> Response:
     chaos = request.app.state.chaos
     if chaos is not None and not chaos.healthy:
@@ -23,7 +33,11 @@ async def healthz(request: Request) -> Response:
     return json({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: the database answers and the server is not stopping")
+@router.get(
+    "/readyz",
+    summary="Readiness: the database answers and the server is not stopping",
+    responses=_unavailable("Stopping, the database does not answer (named), or chaos"),
+)
 async def readyz(request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
     if request.app.state.draining:
         return json({"status": "stopping"}, 503)
