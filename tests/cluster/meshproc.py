@@ -40,14 +40,12 @@ import re
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from support.envoy import envoy_binary
-from support.net import free_port
+from support.net import free_port, http_get
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -92,16 +90,6 @@ def mesh_bin_dir() -> Path:
     return Path(build.stdout.strip().splitlines()[-1])
 
 
-def _get(url: str, timeout: float = 2) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-    except OSError:
-        return 0, ""
-
-
 @dataclass
 class _Process:
     proc: subprocess.Popen[bytes]
@@ -137,7 +125,7 @@ class _Process:
     def wait_ready(self, url: str, what: str, timeout: float) -> None:
         """Until ``url`` answers 200; the process is stopped if it never does."""
         try:
-            self._wait(lambda: _get(url)[0] == 200, what, timeout)
+            self._wait(lambda: http_get(url)[0] == 200, what, timeout)
         except BaseException:
             self.stop()
             raise
@@ -155,7 +143,7 @@ class Istiod(_Process):
 
     def debug(self, path: str) -> Any:
         """istiod's debug API, e.g. ``debug("endpointz")``, ``debug("config_dump?proxyID=...")``."""
-        status, body = _get(f"http://127.0.0.1:{self.http_port}/debug/{path}", timeout=10)
+        status, body = http_get(f"http://127.0.0.1:{self.http_port}/debug/{path}", timeout=10)
         assert status == 200, f"/debug/{path}: {status} {body[:500]}"
         return json.loads(body)
 
@@ -293,7 +281,7 @@ class EnvoyGateway(_Process):
         return f"http://127.0.0.1:{self.port}"
 
     def admin(self, path: str) -> str:
-        status, body = _get(f"http://127.0.0.1:{self.admin_port}/{path}", timeout=10)
+        status, body = http_get(f"http://127.0.0.1:{self.admin_port}/{path}", timeout=10)
         assert status == 200, f"envoy admin /{path}: {status} {body[:500]}"
         return body
 

@@ -4,18 +4,16 @@ column for column, trigger for trigger; in both, changes made with plain SQL are
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 
 import pymysql
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine
 
 from roar.config import normalize_database_url
-from roar.db.agents import find_by_species
-from roar.db.engine import create_engine as create_async
 from roar.db.schema import metadata
+from support.agents import species_search
 from support.mariadb import MariaDB
 from support.roar import migrate, roar_command
 
@@ -138,19 +136,7 @@ def test_the_species_search_is_served_by_the_index(mariadb: MariaDB) -> None:
     column's collation ignores case: no lower() that would hide the column from it)."""
     mariadb.reset_database()
     migrate({"ROAR_DATABASE_URL": mariadb.url})
-    engine = create_async(normalize_database_url(mariadb.url))
-    seen: list[tuple[str, object]] = []
-    event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: seen.append((a[2], a[3])))
-
-    async def search() -> list[str]:
-        try:
-            async with engine.connect() as conn:
-                rows = await find_by_species(conn, species="BIRD", name="road RUNNER")
-        finally:
-            await engine.dispose()
-        return [r.NAME for r in rows]
-
-    assert asyncio.run(search()) == ["Road Runner"]
-    statement, params = seen[-1]
+    names, statement, params = species_search(normalize_database_url(mariadb.url))
+    assert names == ["Road Runner"]
     plan = mariadb.query(f"EXPLAIN {statement}", *params)
     assert [(row[2], row[5]) for row in plan] == [("agents", "ix_agents_species")]

