@@ -12,7 +12,9 @@ import pytest
 from kubekit import KubeCluster, wait_for
 from nodekit import WEB, answers, live_pods, real_namespace, request_loop
 
-pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
+# First real-node test: its set-up starts the cluster and loads the images (minutes on a busy
+# machine, where the other tiers run beside this one), which pytest-timeout counts too.
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node, pytest.mark.timeout(900)]
 
 
 def test_hpa_scales_a_busy_web_deployment(kube_cluster: KubeCluster, node_images: None) -> None:
