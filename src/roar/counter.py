@@ -3,7 +3,7 @@ write has committed through any worker of the same server (roar.cache).
 
 A worker bumps it after each committed write and before it answers; a read compares its value
 with the one the snapshot was synced at. With several workers it lives in shared memory that the
-supervisor creates and every worker it spawns inherits: one slot per worker, each written only by
+supervisor creates and every worker it forks inherits: one slot per worker, each written only by
 its own worker, so no lock is needed (a lock held by a worker that dies would stop every write)
 and a read is one copy of a few bytes. Standard library only: the supervisor imports it.
 """

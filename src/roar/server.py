@@ -9,6 +9,8 @@ seconds to finish. A second signal stops at once.
 from __future__ import annotations
 
 import contextlib
+import gc
+import importlib
 import logging
 import multiprocessing
 import os
@@ -18,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from multiprocessing.context import SpawnProcess
+from multiprocessing.context import ForkProcess
 from types import FrameType
 from typing import Any
 
@@ -86,9 +88,12 @@ def _uvicorn_config(
     settings: Settings, counter: WriteCounter | None = None, *, prune_log: bool = True
 ) -> uvicorn.Config:
     from roar.api.app import create_app
+    from roar.api.fastpath import serving
+    from roar.httpproto import OneWriteHttpToolsProtocol
 
     return uvicorn.Config(
-        create_app(settings, counter=counter, prune_log=prune_log),
+        serving(create_app(settings, counter=counter, prune_log=prune_log)),
+        http=OneWriteHttpToolsProtocol,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -128,17 +133,20 @@ class _Supervisor:
         self.settings = settings
         self.overrides = overrides
         self.stopping = False
-        self.ctx = multiprocessing.get_context("spawn")
+        # Forked, not spawned: the workers share the pages of what run() imports before it
+        # starts them, instead of each importing its own copy (docs/benchmarks.md, memory).
+        self.ctx = multiprocessing.get_context("fork")
         # The write counter all workers share (roar.counter): a slot per worker, which a
         # replacement worker takes over.
         self.slots = shared_slots(self.ctx, settings.workers)
 
     def run(self) -> int:
         # Metrics from all workers are merged through files in this directory, named by
-        # prometheus_client's own variable, which the spawned workers inherit: the one variable
+        # prometheus_client's own variable, which the forked workers inherit: the one variable
         # outside the settings classes (written only here, read only by roar.metrics).
         metrics_dir = tempfile.mkdtemp(prefix="roar-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        _preload(self.settings, metrics_dir)
         sock = _bind(self.settings.host, self.settings.port)
         workers = [self._start(sock, slot) for slot in range(self.settings.workers)]
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -170,7 +178,7 @@ class _Supervisor:
         clean = (0, -signal.SIGTERM)
         return 0 if all(proc.exitcode in clean for proc in workers) else 1
 
-    def _start(self, sock: socket.socket, slot: int) -> SpawnProcess:
+    def _start(self, sock: socket.socket, slot: int) -> ForkProcess:
         proc = self.ctx.Process(
             target=_run_worker, args=(self.overrides, sock, self.slots, slot), daemon=False
         )
@@ -178,7 +186,7 @@ class _Supervisor:
         return proc
 
     def _on_signal(
-        self, workers: list[SpawnProcess], sock: socket.socket
+        self, workers: list[ForkProcess], sock: socket.socket
     ) -> Callable[[int, FrameType | None], None]:
         def handler(sig: int, _frame: FrameType | None) -> None:
             self.stopping = True
@@ -190,6 +198,24 @@ class _Supervisor:
                     os.kill(proc.pid, signal.SIGTERM)
 
         return handler
+
+
+def _preload(settings: Settings, metrics_dir: str) -> None:
+    """Import what every worker runs, before the workers are forked: they share these pages
+    (copy-on-write) and start without importing. After PROMETHEUS_MULTIPROC_DIR is set, so that
+    prometheus_client is imported in its multi-process mode."""
+    from sqlalchemy.engine import make_url
+
+    for module in ("roar.api.app", "roar.api.fastpath", "roar.httpproto"):
+        importlib.import_module(module)
+    make_url(settings.resolved_database_url).get_dialect().import_dbapi()
+    # Importing the metrics wrote this process's live gauges (0) beside the workers' own; the
+    # supervisor answers nothing, and roar_db_up (a minimum over processes) must not see them.
+    _remove_metrics_of(metrics_dir, os.getpid())
+    # Objects that survive to here live as long as the workers: the collector leaves them alone,
+    # so it does not write to (and so copy) the shared pages.
+    gc.collect()
+    gc.freeze()
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -15,6 +15,7 @@ from roar import __version__, metrics
 from roar.api.docs import install_docs
 from roar.api.middleware import RequestMiddleware
 from roar.api.problems import install_handlers
+from roar.api.record import Recorder
 from roar.api.routes import agents, legacy, ops
 from roar.cache import AgentsCache
 from roar.chaos import Chaos, install_slow_queries
@@ -95,13 +96,18 @@ def create_app(
     app.state.database_name = settings.database_name
     app.state.chaos = chaos
     install_handlers(app)
+    # One recorder counts and logs every answer, the FastAPI app's and the fast path's
+    # (roar.api.fastpath, which roar.server puts in front of this app).
+    app.state.recorder = Recorder(
+        access_log=settings.access_log,
+        sample=settings.access_log_sample,
+        probes=settings.access_log_probes,
+    )
     app.add_middleware(
         RequestMiddleware,
         max_body_bytes=settings.max_body_bytes,
         version=settings.status_version,
-        access_log=settings.access_log,
-        access_log_sample=settings.access_log_sample,
-        access_log_probes=settings.access_log_probes,
+        recorder=app.state.recorder,
     )
     faults: list[Any] = []
     app.include_router(ops.router)

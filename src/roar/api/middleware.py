@@ -1,12 +1,12 @@
 """One pure-ASGI middleware for every request: request id, version header, body limit, metrics,
 access log (sampled or off per setting; probes and metrics left out by default; errors always).
 
-Pure ASGI (not BaseHTTPMiddleware) because it sits on the hot path of every request."""
+Pure ASGI (not BaseHTTPMiddleware) because it sits on the hot path of every request. Metrics and
+the access log are written by roar.api.record.Recorder, shared with roar.api.fastpath."""
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 import uuid
 from typing import Any
@@ -16,15 +16,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roar import metrics
 from roar.api.problems import BodyTooLarge, problem
-from roar.logs import access_logger
+from roar.api.record import PROBE_PATHS, Recorder
 
-__all__ = ["RequestMiddleware"]
+__all__ = ["PROBE_PATHS", "RequestMiddleware"]
 
 log = logging.getLogger("roar.api")
-
-
-#: Requests a scraper or the kubelet makes every few seconds: no access-log line by default.
-PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RequestMiddleware:
@@ -37,12 +33,13 @@ class RequestMiddleware:
         access_log: bool = True,
         access_log_sample: float = 1.0,
         access_log_probes: bool = False,
+        recorder: Recorder | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
-        # Share of successful requests logged (0 with the access log off); errors always are.
-        self.sample = access_log_sample if access_log else 0.0
-        self.quiet_paths = frozenset() if access_log_probes else PROBE_PATHS
+        self.recorder = recorder or Recorder(
+            access_log=access_log, sample=access_log_sample, probes=access_log_probes
+        )
         # Every answer says which status version served it (``X-Roar-Version``), so a load run
         # or a mesh lab can count versions on any route. Encoded once, here.
         self.version_header = (b"x-roar-version", version.encode("latin-1"))
@@ -111,32 +108,16 @@ class RequestMiddleware:
             await answer(scope, receive, send_with_id)
         finally:
             metrics.IN_FLIGHT.dec()
-            elapsed = time.perf_counter() - started
             route: Any = scope.get("route")
-            # The route template, never the raw path: label values must stay few.
-            template = getattr(route, "path", None) or "<unmatched>"
-            method = scope["method"]
-            metrics.REQUESTS.labels(method, template, str(status)).inc()
-            metrics.REQUEST_SECONDS.labels(method, template).observe(elapsed)
-            if status >= 400 or self._log_success(scope["path"]):
-                access_logger.info(
-                    "%s %s %s",
-                    method,
-                    scope["path"],
-                    status,
-                    extra={
-                        "request_id": request_id,
-                        "method": method,
-                        "route": template,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
-
-    def _log_success(self, path: str) -> bool:
-        if self.sample <= 0 or path in self.quiet_paths:
-            return False
-        return self.sample >= 1 or random.random() < self.sample
+            self.recorder.done(
+                method=scope["method"],
+                # The route template, never the raw path: label values must stay few.
+                route=getattr(route, "path", None) or "<unmatched>",
+                path=scope["path"],
+                status=status,
+                started=started,
+                request_id=request_id,
+            )
 
 
 async def _reject_too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
