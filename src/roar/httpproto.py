@@ -52,6 +52,7 @@ class _JoiningTransport:
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's ``httptools`` protocol over a ``_JoiningTransport``."""
 
+    # uvicorn's own override narrows asyncio's BaseTransport to Transport, and ignores the same.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         joined: Any = _JoiningTransport(transport, self.loop)
         super().connection_made(joined)

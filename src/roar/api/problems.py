@@ -160,7 +160,8 @@ def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
             return [walk(item) for item in node]
         return node
 
-    return walk(schema)  # type: ignore[no-any-return]
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
 
 
 _PROBLEM_SCHEMA: dict[str, Any] = _inlined(Problem.model_json_schema())

@@ -164,7 +164,9 @@ _KeptDate = Annotated[IsoDate, Field(json_schema_extra=_no_default)]
 # Body of PATCH (JSON merge patch): only the fields given change. The result must still be a
 # valid agent: a date that would come before (or after) the stored other one is refused (422).
 class AgentPatch(_Strict):
-    # A required field may be left out (None here) but not removed: null is refused.
+    # A required field may be left out (None here) but not removed: null is refused. The None
+    # defaults below are outside the field types on purpose (absent, not null): mypy's
+    # [assignment] error says just that.
     name: Name = None  # type: ignore[assignment]
     species: Species = None  # type: ignore[assignment]
     service_start: _KeptDate = None  # type: ignore[assignment]

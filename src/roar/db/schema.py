@@ -143,6 +143,7 @@ def change_log_triggers(dialect: str) -> list[str]:
 # and tests compare the databases each path builds.
 for _dialect in ("sqlite", "mysql"):
     for _statement in change_log_triggers(_dialect):
+        # SQLAlchemy leaves DDL.execute_if unannotated.
         _ddl = DDL(_statement).execute_if(dialect=_dialect)  # type: ignore[no-untyped-call]
         event.listen(metadata, "after_create", _ddl)
 
@@ -153,6 +154,7 @@ def _create_index_sqlite(create: CreateIndex, compiler: DDLCompiler, **kw: objec
     index = create.element
     collation = index.info.get("sqlite_collate")
     if not collation or index.table is None:
+        # SQLAlchemy leaves the compiler's visit_* methods unannotated.
         return str(compiler.visit_create_index(create, **kw))  # type: ignore[no-untyped-call]
     quote = compiler.preparer.quote
     columns = ", ".join(f"{quote(c.name)} COLLATE {collation}" for c in index.columns)
