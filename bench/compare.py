@@ -34,7 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from load import wrk  # bench/ is on sys.path when run as a script: one wrk runner for both
+from load import (  # bench/ is on sys.path when run as a script: one wrk runner for both
+    CREATE_LUA,
+    wrk,
+)
 from report import markers, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,17 +63,6 @@ CACHE = Path(os.environ.get("ROAR_CACHE_DIR", "/var/cache/roar")) / "bench"
 #: issue gives no p99 for the original; it says ROAR's legacy list was faster at both counts.
 ORIGINAL_X_CEILING = {16: 3025 / 7500, 64: 2458 / 7500}
 
-CREATE_LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-counter = 0
-request = function()
-  counter = counter + 1
-  local body = string.format(
-    '{"name":"Bench %d","species":"benchmark","service_start":"2020-01-01"}', counter)
-  return wrk.format(nil, nil, nil, body)
-end
-"""
 
 # PUT (replace) over the ids ``setup`` created, spread at random so rows seldom wait on a lock.
 UPDATE_LUA = """

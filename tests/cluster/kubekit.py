@@ -175,3 +175,19 @@ class HostState:
             if a != b:
                 lines.append(f"  {name}: left behind {sorted(a - b)}, lost {sorted(b - a)}")
         return "\n".join(lines)
+
+
+def assert_stored(stored: Any, sent: Any, where: str = "spec") -> None:
+    """Everything sent was stored as sent (server defaults may add fields, never drop one: a
+    structural schema prunes what it does not know)."""
+    if isinstance(sent, dict):
+        assert isinstance(stored, dict), where
+        for key, value in sent.items():
+            assert key in stored, f"{where}.{key} was not stored (pruned by the schema?)"
+            assert_stored(stored[key], value, f"{where}.{key}")
+    elif isinstance(sent, list):
+        assert isinstance(stored, list) and len(stored) == len(sent), where
+        for i, (a, b) in enumerate(zip(stored, sent, strict=True)):
+            assert_stored(a, b, f"{where}[{i}]")
+    else:
+        assert stored == sent, f"{where}: stored {stored!r}, sent {sent!r}"

@@ -37,7 +37,6 @@ import copy
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from typing import Any
 
 from support.envoy import envoy_binary
 from support.net import free_port, http_get
+from support.procs import stop_process
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -102,13 +102,7 @@ class _Process:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=timeout)
+        return stop_process(self.proc, timeout)
 
     def _wait(self, probe: Any, what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 from gitopskit import install_gitops_crds, lua
-from kubekit import KubeCluster
+from kubekit import KubeCluster, assert_stored
 
 from manifests import helpers as h
 from roar.operator import reconcile
@@ -126,21 +126,6 @@ def applied(kube_cluster: KubeCluster, objects: list[Obj]) -> Iterator[dict[tupl
     kube_cluster.kubectl("delete", "namespace", *NAMESPACES, "--wait=false", check=False)
 
 
-def _contains(stored: Any, sent: Any, where: str) -> None:
-    """Everything sent was stored as sent (server defaults may add fields, never drop one)."""
-    if isinstance(sent, dict):
-        assert isinstance(stored, dict), where
-        for key, value in sent.items():
-            assert key in stored, f"{where}.{key} was not stored (pruned by the schema?)"
-            _contains(stored[key], value, f"{where}.{key}")
-    elif isinstance(sent, list):
-        assert isinstance(stored, list) and len(stored) == len(sent), where
-        for i, (a, b) in enumerate(zip(stored, sent, strict=True)):
-            _contains(a, b, f"{where}[{i}]")
-    else:
-        assert stored == sent, f"{where}: stored {stored!r}, sent {sent!r}"
-
-
 # --- the objects on the API server ----------------------------------------------------------
 
 
@@ -181,10 +166,10 @@ def test_every_object_is_stored_whole(objects: list[Obj], applied: dict[Any, Obj
         assert stored["apiVersion"] == obj["apiVersion"], _ref(obj)
         for part in ("spec", "data"):
             if part in obj:
-                _contains(stored[part], obj[part], f"{_ref(obj)} {part}")
+                assert_stored(stored[part], obj[part], f"{_ref(obj)} {part}")
         for key in ("finalizers", "annotations"):
             if key in obj["metadata"]:
-                _contains(stored["metadata"][key], obj["metadata"][key], f"{_ref(obj)} {key}")
+                assert_stored(stored["metadata"][key], obj["metadata"][key], f"{_ref(obj)} {key}")
 
 
 def _refused(cluster: KubeCluster, bad: Obj, named: str) -> None:

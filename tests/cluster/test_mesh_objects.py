@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubekit import KubeCluster, wait_for
+from kubekit import KubeCluster, assert_stored, wait_for
 from meshkit import install_gateway_api_crds, install_istio_crds
 
 from manifests import helpers as h
@@ -76,21 +76,6 @@ def _apply(cluster: KubeCluster, *args: str, input: str | None = None,
         "apply", "--server-side", f"--field-manager={MANAGER}", "--validate=strict", *args,
         input=input, check=check,
     )  # fmt: skip
-
-
-def _contains(stored: Any, sent: Any, where: str = "spec") -> None:
-    """Everything sent was stored as sent (server defaults may add fields, never drop one)."""
-    if isinstance(sent, dict):
-        assert isinstance(stored, dict), where
-        for key, value in sent.items():
-            assert key in stored, f"{where}.{key} was not stored"
-            _contains(stored[key], value, f"{where}.{key}")
-    elif isinstance(sent, list):
-        assert isinstance(stored, list) and len(stored) == len(sent), where
-        for i, (a, b) in enumerate(zip(stored, sent, strict=True)):
-            _contains(a, b, f"{where}[{i}]")
-    else:
-        assert stored == sent, f"{where}: stored {stored!r}, sent {sent!r}"
 
 
 def _http(spec: Obj) -> list[Obj]:
@@ -323,7 +308,7 @@ def test_each_file_applies_and_is_stored(
     _apply(kube_cluster, "-f", str(path))
     for obj in h.load_all(path.read_text()):
         stored = _stored(kube_cluster, obj)
-        _contains(stored["spec"], obj["spec"])
+        assert_stored(stored["spec"], obj["spec"])
         assert stored["apiVersion"] == obj["apiVersion"]
         CHECKS[name](stored["spec"])
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from support.net import free_port, http_get
+from support.procs import stop_process
 from support.wait import eventually
 
 __all__ = ["FrontProxy", "envoy_binary"]
@@ -229,10 +229,4 @@ class FrontProxy:
         )
 
     def stop(self, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=timeout)
+        return stop_process(self.proc, timeout)

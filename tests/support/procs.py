@@ -5,10 +5,12 @@ This kernel has no /proc/PID/task/TID/children, so children are found by their p
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Memory", "children", "cpu_seconds", "memory", "worker_pids"]
+__all__ = ["Memory", "children", "cpu_seconds", "memory", "stop_process", "worker_pids"]
 
 
 def children(pid: int) -> list[int]:
@@ -65,3 +67,14 @@ def cpu_seconds(pid: int) -> float:
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2 :].split()  # from field 3 (state) on
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> int:
+    """SIGTERM ``proc`` (if it still runs), SIGKILL it after ``timeout``; its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=timeout)
