@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.mariadb import MariaDB  # noqa: E402
 from support.net import free_port  # noqa: E402
 from support.procs import children, memory  # noqa: E402
+from support.procs import cpu_seconds as process_cpu_seconds  # noqa: E402
 from support.roar import RoarServer, roar_command  # noqa: E402
 
 START, END = markers("compare")
@@ -300,13 +301,11 @@ def memory_under_load(
 
 def cpu_seconds(root: int) -> float:
     """User and system CPU seconds of ``root`` and the processes under it."""
-    total = 0
+    total = 0.0
     for pid in server_pids(root):
-        with contextlib.suppress(OSError):
-            text = Path(f"/proc/{pid}/stat").read_text()
-            fields = text[text.rindex(")") + 2 :].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+        with contextlib.suppress(OSError):  # a process that exited meanwhile
+            total += process_cpu_seconds(pid)
+    return total
 
 
 def cold_start(

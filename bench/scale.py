@@ -36,19 +36,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pymysql
 from report import markers, write_section  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.mariadb import MariaDB  # noqa: E402
+from support.procs import cpu_seconds, memory, worker_pids  # noqa: E402
 from support.roar import RoarServer, roar_command  # noqa: E402
 
 START, END = markers("scale")
 SPECIES = 1000  # distinct species; a search finds size / SPECIES agents
 CHUNK = 5000  # rows per multi-row INSERT
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -65,14 +64,7 @@ class Database:
         started = time.monotonic()
         rows = (_agent(i) for i in range(self.size, size))
         if self.mariadb:
-            server = self.mariadb
-            conn = pymysql.connect(
-                host="127.0.0.1",
-                port=server.port,
-                user=server.user,
-                password=server.password,
-                database=server.database,
-            )
+            conn = self.mariadb.connect()
             try:
                 with conn.cursor() as cur:
                     for batch in _batches(rows, CHUNK):
@@ -154,27 +146,6 @@ def _migrate(env: dict[str, str]) -> None:
     )
 
 
-def _workers(server: RoarServer) -> list[int]:
-    """The worker processes' pids (spawned children running uvicorn)."""
-    assert server.proc is not None
-    pids = []
-    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
-        pids += [int(p) for p in (task / "children").read_text().split()]
-    return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _get(client: httpx.Client, path: str) -> float:
     """Seconds until the whole answer to GET ``path`` has arrived."""
     started = time.perf_counter()
@@ -211,14 +182,15 @@ def measure(
                 with httpx.Client(base_url=server.url, timeout=600) as other:
                     _get(other, "/roar/api/v1/registry")
             time.sleep(1)
-            pids = _workers(server)
-            before = {p: _cpu_seconds(p) for p in pids}
+            assert server.proc is not None
+            pids = worker_pids(server.proc.pid)
+            before = {p: cpu_seconds(p) for p in pids}
             time.sleep(idle)
             result["idle_cpu_pct"] = [
-                round(100 * (_cpu_seconds(p) - before[p]) / idle, 1) for p in pids
+                round(100 * (cpu_seconds(p) - before[p]) / idle, 1) for p in pids
             ]
             result["list_s"] = _median(client, "/roar/api/v1/registry", repeat)
-            result["rss_mb"] = [round(_rss_mb(p)) for p in pids]
+            result["rss_mb"] = [round(memory(p).rss / 2**20) for p in pids]
             after_write = []
             for i in range(repeat):
                 created = client.post(

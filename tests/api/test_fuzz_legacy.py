@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-import pymysql
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -197,15 +196,7 @@ def table(backend: Backend) -> Iterator[Table]:
     commit: one read before and one after each write."""
     sql = f"SELECT {_COLUMNS} FROM agents ORDER BY id"
     if backend.mariadb:
-        db = backend.mariadb
-        conn: Any = pymysql.connect(
-            host="127.0.0.1",
-            port=db.port,
-            user=db.user,
-            password=db.password,
-            database=db.database,
-            autocommit=True,
-        )
+        conn: Any = backend.mariadb.connect(autocommit=True)
     else:
         conn = sqlite3.connect(Path(backend.env["ROAR_DATA_DIR"]) / "roar.db")
 

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import pymysql
 import pytest
 
 from support.mariadb import MariaDB
@@ -89,13 +88,7 @@ def test_a_transaction_that_commits_after_a_later_one_is_not_missed(
     """MariaDB numbers the change log when a transaction writes, not when it commits: here the
     log's entry for "Late" commits after the one for "Early", which the replicas read first."""
     a, b = replicas
-    slow = pymysql.connect(
-        host="127.0.0.1",
-        port=mariadb.port,
-        user=mariadb.user,
-        password=mariadb.password,
-        database=mariadb.database,
-    )
+    slow = mariadb.connect()
     try:
         with slow.cursor() as cursor:
             cursor.execute(

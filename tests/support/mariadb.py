@@ -137,16 +137,20 @@ class MariaDB:
         finally:
             conn.close()
 
-    def query(self, sql: str, *args: object) -> list[tuple]:
-        """Run one statement as ROAR's user (bound parameters) and return its rows."""
-        conn = pymysql.connect(
+    def connect(self, *, autocommit: bool = False) -> pymysql.Connection:  # type: ignore[type-arg]
+        """A connection to the database as ROAR's user, over TCP on loopback as ROAR connects."""
+        return pymysql.connect(
             host="127.0.0.1",
             port=self.port,
             user=self.user,
             password=self.password,
             database=self.database,
-            autocommit=True,
+            autocommit=autocommit,
         )
+
+    def query(self, sql: str, *args: object) -> list[tuple]:
+        """Run one statement as ROAR's user (bound parameters) and return its rows."""
+        conn = self.connect(autocommit=True)
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, args)
