@@ -128,7 +128,16 @@ def test_lab5_wrong_password_gives_503_and_a_log_line_naming_the_database(
     before = {p["metadata"]["name"] for p in live_pods(kube_cluster, NS, WEB_PODS)}
     kube_cluster.kubectl("set", "env", "-n", NS, "deployment/roar-web", "-c", "web",
                          "MYSQL_PASSWORD=not-the-password")  # fmt: skip
+    try:
+        _misconfigured_pod_answers_503(kube_cluster, before)
+    finally:
+        # Undo even when an assertion failed: the later tests need a deployment that can roll out.
+        kube_cluster.kubectl("rollout", "undo", "-n", NS, "deployment/roar-web")
+        wait_rollout(kube_cluster, NS, "deployment/roar-web")
+    assert agent_names(BASE) == SEED_NAMES
 
+
+def _misconfigured_pod_answers_503(kube_cluster: KubeCluster, before: set[str]) -> None:
     def new_web_running() -> str | None:
         for p in live_pods(kube_cluster, NS, WEB_PODS):
             running = any(
@@ -141,13 +150,21 @@ def test_lab5_wrong_password_gives_503_and_a_log_line_naming_the_database(
     wait_for(lambda: new_web_running() is not None, what="the misconfigured pod", timeout=120)
     pod = new_web_running()
     assert pod
+    # "Running" means the process started, not that it listens yet: retry refused connections
+    # (bounded, 60 s) until the server answers, then report its status.
     probe = (
-        "import urllib.request, urllib.error\n"
-        "try:\n"
-        "    r = urllib.request.urlopen('http://127.0.0.1:8080/roar/api/v1/registry', timeout=10)\n"
-        "    print(r.status, r.read().decode()[:200])\n"
-        "except urllib.error.HTTPError as e:\n"
-        "    print(e.code, e.read().decode()[:200])\n"
+        "import time, urllib.request, urllib.error\n"
+        "url = 'http://127.0.0.1:8080/roar/api/v1/registry'\n"
+        "deadline = time.monotonic() + 60\n"
+        "while True:\n"
+        "    try:\n"
+        "        r = urllib.request.urlopen(url, timeout=10)\n"
+        "        print(r.status, r.read().decode()[:200]); break\n"
+        "    except urllib.error.HTTPError as e:\n"
+        "        print(e.code, e.read().decode()[:200]); break\n"
+        "    except urllib.error.URLError:\n"
+        "        if time.monotonic() > deadline: raise\n"
+        "        time.sleep(0.5)\n"
     )
     answer = kube_cluster.kubectl(
         "exec", "-n", NS, pod, "-c", "web", "--", "python3", "-c", probe
@@ -162,8 +179,6 @@ def test_lab5_wrong_password_gives_503_and_a_log_line_naming_the_database(
     ready = [p for p in live_pods(kube_cluster, NS, WEB_PODS) if p["metadata"]["name"] == pod]
     assert ready and not all(s["ready"] for s in ready[0]["status"]["containerStatuses"])
     assert agent_names(BASE) == SEED_NAMES  # the old pod still serves the real table
-    kube_cluster.kubectl("rollout", "undo", "-n", NS, "deployment/roar-web")
-    wait_rollout(kube_cluster, NS, "deployment/roar-web")
 
 
 def test_lab6_row_inserted_with_exec_appears_and_survives_the_db_pod(
