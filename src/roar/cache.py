@@ -259,6 +259,11 @@ class AgentsCache:
         """When (``time.monotonic()``) the snapshot was last confirmed against the database."""
         return self._confirmed
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the whole table has been read once (at 1M agents that takes seconds)."""
+        return self._loaded
+
     def current(self) -> AgentsSnapshot | None:
         """The snapshot if a read may use it as it is (no wait), else None: ``get`` syncs."""
         return self._snapshot if self._current() else None

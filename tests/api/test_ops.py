@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
+from pathlib import Path
 
 import httpx
 
-from support.roar import RoarServer
+from support.roar import RoarServer, migrate
 
 
 def test_health_ready_version(roar: RoarServer) -> None:
@@ -93,3 +96,46 @@ def test_unknown_path_and_method_are_problems(roar: RoarServer) -> None:
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
     r = httpx.post(f"{roar.url}/healthz")
     assert r.status_code == 405 and "POST" in r.json()["detail"]
+
+
+def test_not_ready_until_the_agents_are_loaded(tmp_path: Path) -> None:
+    """With a large table the first full read takes a while; until it ends every read would wait
+    for it, so /readyz says "starting" (503) and a Service sends no traffic yet."""
+    data = {"ROAR_DATA_DIR": str(tmp_path / "data")}
+    migrate(data)
+    rows = ((f"Agent {i}", "Dog", "2000-01-01", "2010-01-01", "Rex", "teeth") for i in range(LARGE))
+    with sqlite3.connect(tmp_path / "data" / "roar.db") as conn:
+        conn.executemany(
+            "INSERT INTO agents (NAME, SPECIES, SRVSTART, SRVLAST, ADVNAME, ADVTECH) "
+            "VALUES (?,?,?,?,?,?)",
+            rows,
+        )
+    server = RoarServer(env=data, log_path=tmp_path / "roar.log").start()
+    try:
+        seen: list[tuple[int, dict[str, str], bool]] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ready = httpx.get(f"{server.url}/readyz", timeout=30)
+            loaded = _snapshot_loaded(server)
+            seen.append((ready.status_code, ready.json(), loaded))
+            if ready.status_code == 200:
+                break
+            time.sleep(0.05)
+        starting = {"status": "starting", "database": "ok", "snapshot": "loading"}
+        assert (503, starting, False) in seen, seen[:5]
+        assert seen[-1] == (200, {"status": "ready", "database": "ok"}, True), seen[-5:]
+        assert len(httpx.get(f"{server.url}/roar/api/v1/registry", timeout=30).json()) == LARGE + 5
+    finally:
+        server.stop()
+
+
+LARGE = 100_000  # rows: a first read that lasts long enough to be seen (about a second or more)
+
+
+def _snapshot_loaded(server: RoarServer) -> bool:
+    text = httpx.get(f"{server.url}/metrics", timeout=30).text
+    line = next(x for x in text.splitlines() if x.startswith(SNAPSHOT_METRIC))
+    return float(line.split()[-1]) > 0
+
+
+SNAPSHOT_METRIC = "roar_agents_snapshot_loaded_timestamp_seconds"

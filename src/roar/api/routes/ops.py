@@ -35,8 +35,10 @@ async def healthz(request: Request) -> Response:
 
 @router.get(
     "/readyz",
-    summary="Readiness: the database answers and the server is not stopping",
-    responses=_unavailable("Stopping, the database does not answer (named), or chaos"),
+    summary="Readiness: the database answers, the agents are loaded, the server is not stopping",
+    responses=_unavailable(
+        "Stopping, the database does not answer (named), the agents still loading, or chaos"
+    ),
 )
 async def readyz(request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
     if request.app.state.draining:
@@ -55,6 +57,9 @@ async def readyz(request: Request, engine: EngineDep, settings: SettingsDep) -> 
             503,
         )
     metrics.DB_UP.set(1)
+    if not request.app.state.cache.loaded:
+        # Until the first full read ends, every read would wait for it: not ready to serve.
+        return json({"status": "starting", "database": "ok", "snapshot": "loading"}, 503)
     return json({"status": "ready", "database": "ok"})
 
 
