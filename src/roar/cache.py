@@ -44,6 +44,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from roar import metrics
 from roar.counter import LocalWriteCounter, WriteCounter
 from roar.db import changes
+from roar.db.engine import deadline
 from roar.db.schema import AGENT_COLUMNS
 
 __all__ = ["AgentsCache", "AgentsSnapshot", "CacheStats", "Kept", "legacy_json"]
@@ -233,11 +235,14 @@ class AgentsCache:
         counter: WriteCounter | None = None,
         prune: bool = True,
         probe_engine: AsyncEngine | None = None,
+        read_timeout: float | None = None,
     ) -> None:
         self._engine = engine
         # The poll holds a connection: from an engine of its own, so the pool keeps them all.
         self._probe_engine = probe_engine or engine
         self._ttl = ttl
+        #: How long a read may wait for a sync (its own or another's) before it fails.
+        self._read_timeout = read_timeout
         self._poll_interval = poll_interval
         self._counter: WriteCounter = counter or LocalWriteCounter()
         self._prune = prune
@@ -278,10 +283,13 @@ class AgentsCache:
         """The snapshot, with every write this server has answered applied."""
         if self._current():
             return self._snapshot
-        async with self._lock:
+        async with self._bounded(), self._lock:
             if not self._current():  # nobody synced it while this request waited
                 await self._sync()
             return self._snapshot
+
+    def _bounded(self) -> AbstractAsyncContextManager[None]:
+        return deadline(self._read_timeout) if self._read_timeout else nullcontext()
 
     async def at_least(self, seq: int | None) -> AgentsSnapshot:
         """The snapshot with every change up to log entry ``seq`` applied (for a count that must
@@ -290,7 +298,7 @@ class AgentsCache:
         seen = self._seen.seq if self._seen else 0
         if (seq or 0) <= seen and not self._gaps:
             return snapshot
-        async with self._lock:
+        async with self._bounded(), self._lock:
             await self._sync()
             return self._snapshot
 
@@ -397,28 +405,32 @@ class AgentsCache:
         )
         if len(entries) > _MAX_DELTA + 1:
             return False
+        # Work on copies and change this object only after the last await: a query that fails
+        # or is cancelled (a deadline) part way must leave the snapshot where it was, or the
+        # changes read so far would count as applied while their rows never were.
         now = time.monotonic()
+        gaps = dict(self._gaps)
         expected, newest, confirmed = after + 1, seen, seen is None
         changed_ids = set()
         for entry in entries:
             if entry.seq < after:  # a gap that has committed since
-                self._gaps.pop(entry.seq, None)
+                gaps.pop(entry.seq, None)
             elif entry.seq == after:
                 confirmed = entry == seen
                 continue
             else:
                 for missing in range(expected, min(entry.seq, expected + _GAP_LIMIT)):
-                    self._gaps[missing] = now
+                    gaps[missing] = now
                 expected, newest = entry.seq + 1, entry
             changed_ids.add(entry.agent_id)
         if not confirmed:
             return False
-        self._seen = newest
-        for seq, first_missed in list(self._gaps.items()):
-            if now - first_missed > _GAP_GRACE or len(self._gaps) > _GAP_LIMIT:
-                del self._gaps[seq]  # rolled back, most likely (or too many to follow)
+        for seq, first_missed in list(gaps.items()):
+            if now - first_missed > _GAP_GRACE or len(gaps) > _GAP_LIMIT:
+                del gaps[seq]  # rolled back, most likely (or too many to follow)
+        rows = await changes.agents_by_id(conn, changed_ids) if changed_ids else []
+        self._seen, self._gaps = newest, gaps
         if changed_ids:
-            rows = await changes.agents_by_id(conn, changed_ids)
             changed: dict[int, Kept | None] = dict.fromkeys(changed_ids)
             changed.update((row[0], (_fragment(row), row[-1])) for row in rows)
             self._snapshot.apply(changed)

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, le=100)
     #: Seconds a database connect or readiness check may take before it counts as down.
     db_timeout: float = Field(2.0, gt=0, le=60)
+    #: Seconds a request's database work may take (checkout, queries, commit) before it is
+    #: answered 503: a server that accepts connections but never replies must not hang clients.
+    db_query_timeout: float = Field(10.0, gt=0, le=600)
     #: Seconds the agents snapshot may be served without being confirmed current against the
     #: database (the background poll confirms it); past that, reads check the database
     #: themselves and answer 503 when it is down. 0: every read checks (docs/configuration.md).

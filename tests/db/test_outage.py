@@ -3,8 +3,11 @@ database; MariaDB returns: everything recovers without a restart of ROAR, nothin
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -37,25 +40,9 @@ def test_database_outage_and_recovery(outage_db: MariaDB, tmp_path) -> None:  # 
         assert "mysql" in ready.json()["database"]
         assert httpx.get(f"{server.url}/healthz").status_code == 200  # liveness unaffected
 
-        answers = [
-            httpx.get(f"{server.url}/roar/api/v1/registry"),
-            httpx.get(f"{server.url}/roar/api/v2/registry/bird"),
-            httpx.get(f"{server.url}/roar/api/v1/status/database"),
-            httpx.get(f"{server.url}/api/v1/agents"),
-            httpx.get(f"{server.url}/api/v1/agents/1"),
-            httpx.post(
-                f"{server.url}/api/v1/agents",
-                json={"name": "Lost", "species": "x", "service_start": "2000-01-01"},
-            ),
-            httpx.post(
-                f"{server.url}/roar/api/v2/registry",
-                json={"AGENT_NAME": "Lost", "AGENT_SPECIES": "x", "SERVICE_START": "2000-01-01"},
-            ),
-        ]
-        for r in answers:
-            assert r.status_code == 503, (r.request.url, r.text)
-            assert "database is unavailable" in r.text
-            assert "Traceback" not in r.text and "pymysql" not in r.text.lower()
+        answers = _touch_every_database_route(server)
+        _assert_unavailable(answers)
+        r = answers[-1]
         assert r.headers["retry-after"]
         assert "database unavailable: mysql+aiomysql://admin:***@127.0.0.1" in server.log_tail(
             100000
@@ -81,3 +68,71 @@ def test_database_outage_and_recovery(outage_db: MariaDB, tmp_path) -> None:  # 
         assert outage_db.query("SELECT COUNT(*) FROM agents")[0][0] == 7  # 5 + Woody + After
     finally:
         assert server.stop() == 0
+
+
+def test_frozen_database_answers_503_within_the_deadline(
+    outage_db: MariaDB, tmp_path: Path
+) -> None:
+    """A server that accepts connections but never answers (SIGSTOP: a hung host, a stalled
+    disk) gives 503s after ROAR_DB_QUERY_TIMEOUT, not requests that hang; then it recovers."""
+    env = {
+        "ROAR_DATABASE_URL": outage_db.url,
+        "ROAR_CACHE_TTL": "0.5",
+        "ROAR_DB_QUERY_TIMEOUT": "1",
+    }
+    migrate(env)
+    server = RoarServer(env=env, log_path=tmp_path / "roar.log", workers=2).start()
+    assert outage_db.proc
+    pid = outage_db.proc.pid
+    try:
+        assert httpx.post(f"{server.url}/api/v1/agents", json=WOODY).status_code == 201
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.6)  # past the cache's freshness bound
+        # Each answer within the client's 15 s (a hang would raise ReadTimeout).
+        _assert_unavailable(_touch_every_database_route(server, timeout=15))
+        assert "no answer within 1 s" in server.log_tail(100000)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        eventually(
+            lambda: httpx.get(f"{server.url}/readyz").status_code == 200,
+            what="readiness after MariaDB thawed",
+            within=30,
+            every=0.25,
+        )
+        for _ in range(10):  # every worker's pool replaced the connections it cancelled
+            assert httpx.get(f"{server.url}/api/v1/agents?limit=500").json()["total"] == 6
+        after = {"name": "After", "species": "x", "service_start": "2000-01-01"}
+        assert httpx.post(f"{server.url}/api/v1/agents", json=after).status_code == 201
+        assert outage_db.query("SELECT COUNT(*) FROM agents")[0][0] == 7  # 5 + Woody + After
+    finally:
+        assert server.stop() == 0
+
+
+def _touch_every_database_route(server: RoarServer, timeout: float = 5) -> list[httpx.Response]:
+    """One request to each kind of route that needs the database, reads and writes, both APIs."""
+    url = server.url
+    return [
+        httpx.get(f"{url}/roar/api/v1/registry", timeout=timeout),
+        httpx.get(f"{url}/roar/api/v2/registry/bird", timeout=timeout),
+        httpx.get(f"{url}/roar/api/v1/status/database", timeout=timeout),
+        httpx.get(f"{url}/api/v1/agents", timeout=timeout),
+        httpx.get(f"{url}/api/v1/agents/1", timeout=timeout),
+        httpx.post(
+            f"{url}/api/v1/agents",
+            json={"name": "Lost", "species": "x", "service_start": "2000-01-01"},
+            timeout=timeout,
+        ),
+        httpx.post(
+            f"{url}/roar/api/v2/registry",
+            json={"AGENT_NAME": "Lost", "AGENT_SPECIES": "x", "SERVICE_START": "2000-01-01"},
+            timeout=timeout,
+        ),
+    ]
+
+
+def _assert_unavailable(answers: list[httpx.Response]) -> None:
+    for r in answers:
+        assert r.status_code == 503, (r.request.url, r.text)
+        assert "database is unavailable" in r.text
+        assert "Traceback" not in r.text and "pymysql" not in r.text.lower()

@@ -21,7 +21,7 @@ from roar.cache import AgentsCache
 from roar.chaos import Chaos, install_slow_queries
 from roar.config import Settings
 from roar.counter import WriteCounter
-from roar.db.engine import create_engine
+from roar.db.engine import Database, create_engine
 from roar.web import routes as web_routes
 
 __all__ = ["create_app"]
@@ -46,6 +46,7 @@ def create_app(
         if chaos is not None:
             install_slow_queries(engine, chaos)
         app.state.engine = engine
+        app.state.database = Database(engine, settings.db_query_timeout)
         # The snapshot's poll keeps one connection open: its own, not one of the pool's.
         probe_engine = create_engine(
             url, pool_size=1, timeout=settings.db_timeout, instrument=False
@@ -57,6 +58,7 @@ def create_app(
             counter=counter,
             prune=prune_log,
             probe_engine=probe_engine,
+            read_timeout=settings.db_query_timeout,
         )
         metrics.DB_POOL_SIZE.set(settings.db_pool_size)
         metrics.SNAPSHOT_TTL.set(settings.cache_ttl)

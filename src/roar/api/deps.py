@@ -15,13 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from roar.api.problems import ApiError
 from roar.cache import AgentsCache
 from roar.config import Settings
+from roar.db.engine import Database
 
-__all__ = ["CacheDep", "EngineDep", "SettingsDep", "WriteAccess", "read_json_body"]
+__all__ = ["CacheDep", "DatabaseDep", "EngineDep", "SettingsDep", "WriteAccess", "read_json_body"]
 
 
 async def _engine(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.engine
     return engine
+
+
+async def _database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
 
 
 async def _cache(request: Request) -> AgentsCache:
@@ -48,7 +54,10 @@ async def require_token(request: Request) -> None:
         )
 
 
+#: The raw engine: for the probes and chaos, which bound their own waits.
 EngineDep = Annotated[AsyncEngine, Depends(_engine)]
+#: The engine's connections within ROAR_DB_QUERY_TIMEOUT: for the routes' database work.
+DatabaseDep = Annotated[Database, Depends(_database)]
 CacheDep = Annotated[AgentsCache, Depends(_cache)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 WriteAccess = Depends(require_token)

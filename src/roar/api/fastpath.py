@@ -29,7 +29,6 @@ from typing import Any, Protocol
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from roar import metrics
 from roar.api.record import Recorder, request_id
 
 __all__ = ["FastPath", "modern_agent", "serving"]
@@ -180,24 +179,23 @@ class FastPath:
             return None
         return self._ready
 
-    async def _snapshot(self) -> Agents:
-        cache = self._state.cache
-        snapshot: Agents | None = cache.current()
-        if snapshot is not None:
-            return snapshot
-        metrics.IN_FLIGHT.inc()  # a sync first: this request waits, and so is in flight
-        try:
-            synced: Agents = await cache.get()
-        finally:
-            metrics.IN_FLIGHT.dec()
-        return synced
+    def _snapshot(self) -> Agents | None:
+        """The snapshot when it may be served as it is. When it must sync first (a write just
+        bumped the counter, or the poll has not confirmed it within ROAR_CACHE_TTL) the route
+        waits for that sync, within ROAR_DB_QUERY_TIMEOUT, and answers a failure in its own
+        format: waiting here as well would double the wait on a database that stopped answering."""
+        snapshot: Agents | None = self._state.cache.current()
+        return snapshot
 
-    async def _answer_legacy_list(self) -> Answer:
-        body = (await self._snapshot()).legacy_list
+    async def _answer_legacy_list(self) -> Answer | None:
+        if (snapshot := self._snapshot()) is None:
+            return None
+        body = snapshot.legacy_list
         return "/roar/api/v1/registry", 200, _json_headers(body, length_first=False), body
 
-    async def _answer_first_page(self) -> Answer:
-        snapshot = await self._snapshot()
+    async def _answer_first_page(self) -> Answer | None:
+        if (snapshot := self._snapshot()) is None:
+            return None
         page = self._page
         if page is None or page[0] is not snapshot or page[1] != snapshot.generation:
             items = b",".join(self._modern(i, f, v) for i, f, v in snapshot.first(_PAGE))
@@ -217,7 +215,8 @@ class FastPath:
         agent_id = int(text)
         if agent_id > 2**31 - 1:
             return None
-        found = (await self._snapshot()).find(agent_id)
+        snapshot = self._snapshot()
+        found = snapshot.find(agent_id) if snapshot is not None else None
         if found is None:
             return None  # the route answers the 404
         body = self._modern(agent_id, *found)

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from roar.api.responses import exact
+from roar.db.engine import DatabaseTimeout
 
 __all__ = [
     "PROBLEM_JSON",
@@ -212,12 +213,13 @@ def is_database_outage(exc: BaseException) -> bool:
     refused or unresolvable server is an OperationalError (2003, around the socket's
     ConnectionRefusedError or gaierror), a server lost mid-query an OperationalError (2013,
     around asyncio's IncompleteReadError), a locked or unreadable SQLite file an
-    OperationalError. An empty pool raises SQLAlchemy's own TimeoutError. No bare OSError or
+    OperationalError. An empty pool raises SQLAlchemy's own TimeoutError; a server that stops
+    answering, ROAR's DatabaseTimeout (roar.db.engine.deadline). No bare OSError or
     TimeoutError reaches a route from the drivers, so those are not taken for an outage:
     anywhere else they are bugs (500, logged with the traceback). Other DBAPIErrors
     (ProgrammingError, DataError, ...) are bugs too, unless SQLAlchemy saw the connection drop.
     """
-    if isinstance(exc, PoolTimeout | OperationalError | InterfaceError):
+    if isinstance(exc, PoolTimeout | OperationalError | InterfaceError | DatabaseTimeout):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
@@ -308,7 +310,7 @@ def install_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
-    for kind in (DBAPIError, PoolTimeout):  # narrowed by is_database_outage
+    for kind in (DBAPIError, PoolTimeout, DatabaseTimeout):  # narrowed by is_database_outage
         app.add_exception_handler(kind, _database)
 
     @app.exception_handler(Exception)

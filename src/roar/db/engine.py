@@ -2,17 +2,56 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from roar import metrics
 
-__all__ = ["create_engine"]
+__all__ = ["Database", "DatabaseTimeout", "create_engine", "deadline"]
+
+
+class DatabaseTimeout(Exception):
+    """The database did not answer within the deadline: a server that accepts connections but
+    never replies (frozen, overloaded, a lock held) is as unavailable as one that refuses them."""
+
+
+@asynccontextmanager
+async def deadline(seconds: float) -> AsyncIterator[None]:
+    """Bound the database work inside to ``seconds``. The drivers' own timeouts cover only the
+    connect: without this, a request to a server that stopped answering waits forever."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise DatabaseTimeout(f"no answer within {seconds:g} s") from None
+
+
+@dataclass(frozen=True)
+class Database:
+    """What the routes use: the engine's connections, each bounded by ``timeout`` seconds
+    (``ROAR_DB_QUERY_TIMEOUT``) from checkout to release."""
+
+    engine: AsyncEngine
+    timeout: float
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        async with deadline(self.timeout), self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with deadline(self.timeout), self.engine.begin() as conn:
+            yield conn
 
 
 def create_engine(

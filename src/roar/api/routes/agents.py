@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from roar.api.deps import CacheDep, EngineDep, WriteAccess
+from roar.api.deps import CacheDep, DatabaseDep, WriteAccess
 from roar.api.problems import ApiError, describe_errors, field_errors, problem_responses
 from roar.api.schemas import FIELD_COLUMNS, AgentCreate, AgentPatch, AgentPublic, AgentsPage
 from roar.db import agents as crud
@@ -119,7 +119,7 @@ def _answers_for(agent_id: int) -> Iterator[None]:
 
 @router.get("", response_model=AgentsPage, summary="List agents, filtered, sorted and paged")
 async def list_agents(
-    engine: EngineDep,
+    db: DatabaseDep,
     cache: CacheDep,
     species: Annotated[str | None, Query(description="Exact species, any case")] = None,
     name: Annotated[str | None, Query(description="Part of the name, any case")] = None,
@@ -135,7 +135,7 @@ async def list_agents(
 ) -> AgentsPage:
     order = _parse_sort(sort)
     filtered = bool(species or name)
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         if filtered:
             rows, total = await crud.list_agents(
                 conn, species=species, name_contains=name, sort=order, limit=limit, offset=offset
@@ -154,9 +154,9 @@ async def list_agents(
     responses=_with_etag(200, 404),
     summary="One agent, with its ETag",
 )
-async def get_agent(engine: EngineDep, agent_id: AgentId) -> Response:
+async def get_agent(db: DatabaseDep, agent_id: AgentId) -> Response:
     with _answers_for(agent_id):
-        async with engine.connect() as conn:
+        async with db.connect() as conn:
             row = await crud.get_agent(conn, agent_id=agent_id)
     return _answer(AgentPublic.from_row(row))
 
@@ -170,9 +170,9 @@ async def get_agent(engine: EngineDep, agent_id: AgentId) -> Response:
     summary="Add an agent",
 )
 async def create_agent(
-    request: Request, engine: EngineDep, cache: CacheDep, agent: AgentCreate
+    request: Request, db: DatabaseDep, cache: CacheDep, agent: AgentCreate
 ) -> Response:
-    async with engine.begin() as conn:
+    async with db.begin() as conn:
         row = await crud.create_agent(conn, values=agent.to_row())
     cache.invalidate()
     created = AgentPublic.from_row(row)
@@ -187,7 +187,7 @@ async def create_agent(
     summary="Replace an agent (conditional with If-Match)",
 )
 async def replace_agent(
-    engine: EngineDep,
+    db: DatabaseDep,
     cache: CacheDep,
     agent_id: AgentId,
     agent: AgentCreate,
@@ -195,7 +195,7 @@ async def replace_agent(
 ) -> Response:
     expected = _expected_version(if_match)
     with _answers_for(agent_id):
-        async with engine.begin() as conn:
+        async with db.begin() as conn:
             row = await crud.update_agent(
                 conn, agent_id=agent_id, values=agent.to_row(), expected_version=expected
             )
@@ -211,7 +211,7 @@ async def replace_agent(
     summary="Change some fields of an agent (JSON merge patch; conditional with If-Match)",
 )
 async def patch_agent(
-    engine: EngineDep,
+    db: DatabaseDep,
     cache: CacheDep,
     agent_id: AgentId,
     patch: AgentPatch,
@@ -221,7 +221,7 @@ async def patch_agent(
     changes = patch.model_dump(exclude_unset=True)
     for attempt in range(_PATCH_RETRIES):
         with _answers_for(agent_id):
-            async with engine.begin() as conn:
+            async with db.begin() as conn:
                 current = AgentPublic.from_row(await crud.get_agent(conn, agent_id=agent_id))
                 if expected is not None and current.version != expected:
                     raise _stale(agent_id)
@@ -250,11 +250,11 @@ async def patch_agent(
     summary="Delete an agent (conditional with If-Match)",
 )
 async def delete_agent(
-    engine: EngineDep, cache: CacheDep, agent_id: AgentId, if_match: IfMatch = None
+    db: DatabaseDep, cache: CacheDep, agent_id: AgentId, if_match: IfMatch = None
 ) -> Response:
     expected = _expected_version(if_match)
     with _answers_for(agent_id):
-        async with engine.begin() as conn:
+        async with db.begin() as conn:
             await crud.delete_agent(conn, agent_id=agent_id, expected_version=expected)
     cache.invalidate()
     return Response(status_code=204)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from starlette.responses import Response
 
-from roar.api.deps import CacheDep, EngineDep, SettingsDep, WriteAccess, read_json_body
+from roar.api.deps import CacheDep, DatabaseDep, SettingsDep, WriteAccess, read_json_body
 from roar.api.problems import ApiError, describe_errors, field_errors
 from roar.api.responses import exact
 from roar.api.schemas import LEGACY_FIELDS, AgentCreate, LastServiceUpdate
@@ -62,52 +62,52 @@ async def registry_v1(request: Request) -> Response:
     return _json((await request.app.state.cache.get()).legacy_list)
 
 
-async def _search(engine: EngineDep, species: str | None, name: str | None = None) -> Response:
+async def _search(db: DatabaseDep, species: str | None, name: str | None = None) -> Response:
     if not species:
         return exact("Error: please specify a species for this search.", "text/plain", 400)
     # The database answers through its species index (a scan of the snapshot cost O(table)).
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         rows = await crud.find_by_species(conn, species=species, name=name)
     return _json(legacy_json([row._mapping for row in rows], with_id=False))
 
 
 @router.get("/v2/registry", summary="Agents of one species (query parameter)")
-async def registry_v2(engine: EngineDep, species: str | None = None) -> Response:
-    return await _search(engine, species)
+async def registry_v2(db: DatabaseDep, species: str | None = None) -> Response:
+    return await _search(db, species)
 
 
 @router.get("/v2/registry/{species}", summary="Agents of one species")
-async def registry_v2_species(engine: EngineDep, species: str) -> Response:
-    return await _search(engine, species)
+async def registry_v2_species(db: DatabaseDep, species: str) -> Response:
+    return await _search(db, species)
 
 
 @router.get("/v2/registry/{species}/{name}", summary="Agents of one species and name")
-async def registry_v2_species_name(engine: EngineDep, species: str, name: str) -> Response:
-    return await _search(engine, species, name)
+async def registry_v2_species_name(db: DatabaseDep, species: str, name: str) -> Response:
+    return await _search(db, species, name)
 
 
 # Writes ----------------------------------------------------------------------------------
 
 
-async def _insert(request: Request, engine: EngineDep, cache: CacheDep) -> None:
+async def _insert(request: Request, db: DatabaseDep, cache: CacheDep) -> None:
     try:
         agent = AgentCreate.model_validate(_legacy_fields(await read_json_body(request)))
     except ValidationError as exc:
         raise _invalid(exc) from None
-    async with engine.begin() as conn:
+    async with db.begin() as conn:
         await crud.create_agent(conn, values=agent.to_row())
     cache.invalidate()
 
 
 @router.post("/v2/registry", dependencies=[WriteAccess], summary="Add an agent")
-async def insert_v2(request: Request, engine: EngineDep, cache: CacheDep) -> Response:
-    await _insert(request, engine, cache)
+async def insert_v2(request: Request, db: DatabaseDep, cache: CacheDep) -> Response:
+    await _insert(request, db, cache)
     return exact("Item inserted", "text/plain")
 
 
 @router.post("/v3/registry", dependencies=[WriteAccess], summary="Add an agent (v3 answer)")
-async def insert_v3(request: Request, engine: EngineDep, cache: CacheDep) -> Response:
-    await _insert(request, engine, cache)
+async def insert_v3(request: Request, db: DatabaseDep, cache: CacheDep) -> Response:
+    await _insert(request, db, cache)
     return _json(_V3_ENTERED)
 
 
@@ -117,7 +117,7 @@ async def insert_v3(request: Request, engine: EngineDep, cache: CacheDep) -> Res
     summary="Set the last service date of the agent named in the body (the path is ignored)",
 )
 async def update_v3(
-    request: Request, engine: EngineDep, cache: CacheDep, species: str, name: str
+    request: Request, db: DatabaseDep, cache: CacheDep, species: str, name: str
 ) -> Response:
     body = await read_json_body(request)
     fields = _legacy_fields(body, required=("AGENT_NAME",))
@@ -125,7 +125,7 @@ async def update_v3(
         change = LastServiceUpdate.model_validate(fields)
     except ValidationError as exc:
         raise _invalid(exc) from None
-    async with engine.begin() as conn:
+    async with db.begin() as conn:
         try:
             await crud.set_last_service_by_name(
                 conn, name=change.name, service_last=change.service_last
@@ -143,8 +143,8 @@ async def update_v3(
     dependencies=[WriteAccess],
     summary="Delete the agents with exactly this name and species",
 )
-async def delete_v3(engine: EngineDep, cache: CacheDep, species: str, name: str) -> Response:
-    async with engine.begin() as conn:
+async def delete_v3(db: DatabaseDep, cache: CacheDep, species: str, name: str) -> Response:
+    async with db.begin() as conn:
         try:
             await crud.delete_by_name_species(conn, name=name, species=species)
         except crud.NotFound:
@@ -169,8 +169,8 @@ async def status_version(settings: SettingsDep) -> Response:
 
 
 @router.get("/v1/status/database", summary="The database's own current date and time")
-async def status_database(engine: EngineDep) -> Response:
-    async with engine.connect() as conn:
+async def status_database(db: DatabaseDep) -> Response:
+    async with db.connect() as conn:
         now = await conn.scalar(text("SELECT CURRENT_TIMESTAMP"))
     if isinstance(now, dt.datetime):
         now = now.isoformat(sep=" ")
