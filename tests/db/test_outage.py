@@ -3,6 +3,7 @@ database; MariaDB returns: everything recovers without a restart of ROAR, nothin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -10,8 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pymysql
 import pytest
 
+from roar.db.engine import IDLE_BEFORE_PING
 from support.agents import WOODY
 from support.mariadb import MariaDB
 from support.roar import RoarServer, migrate
@@ -136,3 +139,34 @@ def _assert_unavailable(answers: list[httpx.Response]) -> None:
         assert r.status_code == 503, (r.request.url, r.text)
         assert "database is unavailable" in r.text
         assert "Traceback" not in r.text and "pymysql" not in r.text.lower()
+
+
+def test_connections_the_server_dropped_are_replaced_not_used(
+    outage_db: MariaDB, tmp_path: Path
+) -> None:
+    """MariaDB closes ROAR's idle connections (KILL, as wait_timeout or a failover does): the next
+    requests are answered from new connections, not refused with 503."""
+    env = {"ROAR_DATABASE_URL": outage_db.url}
+    migrate(env)
+    server = RoarServer(env=env, log_path=tmp_path / "roar.log", workers=2).start()
+    try:
+        for _ in range(20):  # fill both workers' pools
+            assert httpx.get(f"{server.url}/roar/api/v2/registry/bird").status_code == 200
+        time.sleep(IDLE_BEFORE_PING + 0.2)
+        ids = [
+            row[0]
+            for row in outage_db.query(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", outage_db.user
+            )
+        ]
+        assert ids, "ROAR holds no connections to kill"
+        for conn_id in ids:
+            with contextlib.suppress(pymysql.err.OperationalError):  # 1094: gone already
+                outage_db.root_sql(f"KILL CONNECTION {conn_id}")
+        answers = [
+            httpx.get(f"{server.url}/roar/api/v2/registry/bird").status_code for _ in range(20)
+        ]
+        answers.append(httpx.post(f"{server.url}/api/v1/agents", json=WOODY).status_code)
+        assert answers == [200] * 20 + [201], answers
+    finally:
+        assert server.stop() == 0
