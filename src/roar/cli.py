@@ -87,12 +87,15 @@ def serve(
         log.warning(
             "ROAR_API_TOKEN is not set: anyone who can reach this server can change the registry"
         )
+    # The bind address as it is: on every interface (in a container) no URL is guessed, since
+    # 0.0.0.0:8080 is the container's own port and only the engine knows where it is published.
     everywhere = settings.host in ("0.0.0.0", "::")
+    bound = f"{f'[{settings.host}]' if ':' in settings.host else settings.host}:{settings.port}"
     log.info(
-        "ROAR %s (%s, %d worker%s) on http://%s:%d/roar/%s; database %s", __version__,
+        "ROAR %s (%s, %d worker%s) listening on %s, page %s; database %s", __version__,
         settings.flavor.value, settings.workers, "s" if settings.workers > 1 else "",
-        "localhost" if everywhere else settings.host, settings.port,
-        " (listening on every interface)" if everywhere else "", settings.database_name,
+        f"{bound} (every interface)" if everywhere else bound,
+        "/roar/" if everywhere else f"http://{bound}/roar/", settings.database_name,
     )  # fmt: skip
     sys.exit(server.serve(settings, overrides))
 

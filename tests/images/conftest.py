@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from support.registry import Registry, running_registry, workshop_lock
+
 from .helpers import (
     CACHE,
     CONTAINERS_CONF,
@@ -49,10 +51,19 @@ class Images:
 def podman() -> None:
     """podman configured for these machines (runc, cgroupfs, ulimits) with the stand-in bases."""
     compose = have("docker") and run(["docker", "compose", "version"], check=False).returncode == 0
-    if not (have("podman") and have("dockerd") and compose and CONTAINERS_CONF.exists()):
+    tools = all(have(t) for t in ("podman", "dockerd", "docker-registry", "skopeo"))
+    if not (tools and compose and CONTAINERS_CONF.exists()):
         run(["bash", str(SETUP), "--no-standins"], timeout=900)
     os.environ["CONTAINERS_CONF"] = str(CONTAINERS_CONF)
     run(["bash", str(STANDINS), "all"], timeout=1200)
+
+
+@pytest.fixture(scope="session")
+def registry(podman: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """The workshop's registry on 127.0.0.1:5000 (tests/support/registry.py). Holding it also
+    reserves the labs' other fixed ports (8089, 3308) for this session: sessions take turns."""
+    with workshop_lock(), running_registry(tmp_path_factory.mktemp("registry")) as reg:
+        yield reg
 
 
 @pytest.fixture(scope="session")
