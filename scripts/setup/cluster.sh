@@ -29,4 +29,19 @@ fi
 bin="$("$root/tools/cluster/build")"
 echo "cluster setup: binaries in $bin" >&2
 ls "$bin" >&2
+
+# The GitOps tests' Go builds (Flux's source- and kustomize-controller, about 8 minutes on a new
+# machine; controller-gen and the CRDs it generates), here rather than inside the cluster tier,
+# where they would compete with the other tiers running beside it. Cached: a second run only looks.
+"$root/.venv/bin/python" - >&2 <<'PY'
+import sys
+
+sys.path[:0] = ["tests", "tests/cluster"]
+import fluxkit
+import gitopskit
+
+for name in (fluxkit.SOURCE, fluxkit.KUSTOMIZE):
+    print("cluster setup:", fluxkit.controller_binary(name))
+print("cluster setup:", len(gitopskit.flux_crd_files()), "Flux CRDs")
+PY
 echo "$bin"

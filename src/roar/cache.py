@@ -323,7 +323,7 @@ class AgentsCache:
                         not self._loaded
                         or self._gaps
                         or started >= next_verify
-                        or await probe.moved_from(seen)
+                        or await self._moved(probe, seen)
                     ):
                         async with self._lock:
                             await self._sync()
@@ -344,6 +344,12 @@ class AgentsCache:
                 await asyncio.sleep(self._poll_interval)
         finally:
             await probe.close()
+
+    async def _moved(self, probe: changes.NewestProbe, seen: int | None) -> bool:
+        # Bounded like a read: a server that stopped answering must not stall the poll for good
+        # (the probe reopens its connection after the failure).
+        async with self._bounded():
+            return await probe.moved_from(seen)
 
     def _confirm(self, started: float, wall: float) -> None:
         """The snapshot was current at ``started`` (monotonic), ``wall`` (Unix time)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from roar import metrics
@@ -131,13 +131,15 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
         closed = bool(getattr(dbapi_conn.driver_connection, "closed", False))
         if not closed and (idle_since is None or time.monotonic() - idle_since < IDLE_BEFORE_PING):
             return
+        if closed:  # this one only: the pool checks out another (a new one if need be)
+            raise DisconnectionError("pooled connection closed by the driver")
         try:
-            if closed:
-                raise ConnectionError("closed by the driver")
             sync.dialect.do_ping(dbapi_conn)
         except Exception as exc:
-            # The pool discards this connection and checks out another (a new one if need be).
-            raise DisconnectionError(f"pooled connection unusable: {exc}") from exc
+            # The server went away: the pool's other connections are as dead as this one. Replace
+            # them all now, as pool_pre_ping does, rather than fail a readiness probe per
+            # connection (each waiting for its own timeout, where the old address is gone).
+            raise InvalidatePoolError(f"pooled connection unusable: {exc}") from exc
 
 
 def _instrument_pool(engine: AsyncEngine) -> None:
