@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from support.procs import stop_process
 from support.registry import Registry, running_registry, workshop_lock
 
 from .helpers import (
@@ -221,12 +222,7 @@ def dockerd() -> Iterator[str]:
             time.sleep(0.5)
         yield host
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, timeout=30)
         log.close()
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .procs import stop_process
 from .wait import eventually
 
 __all__ = [
@@ -166,9 +167,4 @@ def running_registry(workdir: Path) -> Iterator[Registry]:
         eventually(up, what="the registry's /v2/", within=30, every=0.2, ignoring=(OSError,))
         yield reg
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
