@@ -19,6 +19,7 @@ from roar.db.engine import IDLE_BEFORE_PING
 from support.agents import WOODY
 from support.mariadb import MariaDB
 from support.roar import RoarServer, migrate
+from support.tcpproxy import TcpProxy
 from support.wait import eventually
 
 
@@ -175,3 +176,32 @@ def test_connections_the_server_dropped_are_replaced_not_used(
         assert answers == [200] * 20 + [201], answers
     finally:
         assert server.stop() == 0
+
+
+def test_connections_to_a_vanished_address_are_replaced_at_once(
+    outage_db: MariaDB, tmp_path: Path
+) -> None:
+    """The database pod is replaced: ROAR's pooled connections lead to an address that no longer
+    answers (no FIN, no RST), while new ones reach the new server. Readiness and requests must not
+    hang on the old connections one after another: the first bounded ping that goes unanswered
+    replaces the whole pool."""
+    with TcpProxy(("127.0.0.1", outage_db.port)) as proxy:
+        url = outage_db.url.replace(f":{outage_db.port}/", f":{proxy.port}/")
+        env = {"ROAR_DATABASE_URL": url}
+        migrate(env)
+        server = RoarServer(env=env, log_path=tmp_path / "roar.log").start()
+        try:
+            with ThreadPoolExecutor(16) as pool:  # several pooled connections
+                search = f"{server.url}/roar/api/v2/registry/bird"
+                codes = list(pool.map(lambda _: httpx.get(search, timeout=30).status_code,
+                                      range(96)))  # fmt: skip
+            assert set(codes) == {200}
+            time.sleep(IDLE_BEFORE_PING + 0.2)
+            assert proxy.silence_existing() >= 4
+            # Each as a kubelet probes: 2 s, the manifests' readiness timeout.
+            ready = [httpx.get(f"{server.url}/readyz", timeout=2).status_code for _ in range(5)]
+            assert ready == [200] * 5, ready
+            answers = [httpx.get(search, timeout=15).status_code for _ in range(10)]
+            assert answers == [200] * 10, answers
+        finally:
+            assert server.stop() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 from roar import metrics
 
@@ -112,6 +114,8 @@ def _casefold(text: str | None) -> str | None:
 
 #: Seconds a pooled connection may sit unused before its next checkout pings the server first.
 IDLE_BEFORE_PING = 1.0
+#: Seconds that ping may take (a healthy server answers in well under a millisecond).
+PING_TIMEOUT = 1.0
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
@@ -120,6 +124,10 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
     deadline cancelled its query). A connection in steady use needs no ping: a failure on it
     invalidates the whole pool (SQLAlchemy), so the rest are replaced all the same."""
     sync = engine.sync_engine
+
+    @event.listens_for(sync, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        _give_up_on_silent_peers(dbapi_conn.driver_connection)
 
     @event.listens_for(sync, "checkin")
     def _checkin(_dbapi_conn: Any, record: Any) -> None:
@@ -134,12 +142,32 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
         if closed:  # this one only: the pool checks out another (a new one if need be)
             raise DisconnectionError("pooled connection closed by the driver")
         try:
-            sync.dialect.do_ping(dbapi_conn)
+            # Bounded, and shorter than a readiness check: a connection to an address that is
+            # gone (a restarted pod's) neither answers nor fails; it would hang the probe.
+            await_only(asyncio.wait_for(dbapi_conn.driver_connection.ping(False), PING_TIMEOUT))
         except Exception as exc:
             # The server went away: the pool's other connections are as dead as this one. Replace
             # them all now, as pool_pre_ping does, rather than fail a readiness probe per
             # connection (each waiting for its own timeout, where the old address is gone).
             raise InvalidatePoolError(f"pooled connection unusable: {exc}") from exc
+
+
+#: Milliseconds sent data may stay unacknowledged before the kernel fails the connection.
+TCP_USER_TIMEOUT_MS = 10_000
+
+
+def _give_up_on_silent_peers(driver_connection: Any) -> None:
+    """A server whose address vanished (a deleted pod) sends no FIN and no RST: without this, a
+    query on a connection to it waits for TCP's retransmissions, a quarter of an hour. With
+    TCP_USER_TIMEOUT the kernel fails it within seconds, and the pool replaces it (a frozen
+    server still acknowledges, so ``deadline`` covers that case). aiomysql keeps its transport
+    private; without one (a socket path, a future aiomysql) nothing is set."""
+    writer = getattr(driver_connection, "_writer", None)
+    sock = writer.transport.get_extra_info("socket") if writer is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
 def _instrument_pool(engine: AsyncEngine) -> None:
