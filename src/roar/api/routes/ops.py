@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,6 +11,7 @@ from starlette.responses import Response
 from roar import __version__, metrics
 from roar.api.deps import EngineDep, SettingsDep
 from roar.api.responses import json
+from roar.db.engine import deadline
 
 router = APIRouter(tags=["operations"])
 
@@ -47,7 +47,7 @@ async def readyz(request: Request, engine: EngineDep, settings: SettingsDep) -> 
     if chaos is not None and not chaos.ready:
         return json({"status": "unready", "chaos": "readiness off (PUT /chaos/readiness)"}, 503)
     try:
-        async with asyncio.timeout(settings.db_timeout), engine.connect() as conn:
+        async with deadline(settings.db_timeout), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:  # any failure means "not ready"; say which dependency and why
         metrics.DB_UP.set(0)
