@@ -152,13 +152,7 @@ def test_connections_the_server_dropped_are_replaced_not_used(
     migrate(env)
     server = RoarServer(env=env, log_path=tmp_path / "roar.log", workers=2).start()
     try:
-        # Concurrent requests, so each worker's pool holds several connections: more dead ones
-        # than a checkout's retries would get through one by one.
-        with ThreadPoolExecutor(16) as pool:
-            search = f"{server.url}/roar/api/v2/registry/bird"
-            codes = list(pool.map(lambda _: httpx.get(search, timeout=30).status_code, range(96)))
-        assert set(codes) == {200}
-        time.sleep(IDLE_BEFORE_PING + 0.2)
+        search = _fill_pools_then_idle(server)
         ids = [
             row[0]
             for row in outage_db.query(
@@ -169,9 +163,7 @@ def test_connections_the_server_dropped_are_replaced_not_used(
         for conn_id in ids:
             with contextlib.suppress(pymysql.err.OperationalError):  # 1094: gone already
                 outage_db.root_sql(f"KILL CONNECTION {conn_id}")
-        answers = [
-            httpx.get(f"{server.url}/roar/api/v2/registry/bird").status_code for _ in range(20)
-        ]
+        answers = [httpx.get(search).status_code for _ in range(20)]
         answers.append(httpx.post(f"{server.url}/api/v1/agents", json=WOODY).status_code)
         assert answers == [200] * 20 + [201], answers
     finally:
@@ -191,12 +183,7 @@ def test_connections_to_a_vanished_address_are_replaced_at_once(
         migrate(env)
         server = RoarServer(env=env, log_path=tmp_path / "roar.log").start()
         try:
-            with ThreadPoolExecutor(16) as pool:  # several pooled connections
-                search = f"{server.url}/roar/api/v2/registry/bird"
-                codes = list(pool.map(lambda _: httpx.get(search, timeout=30).status_code,
-                                      range(96)))  # fmt: skip
-            assert set(codes) == {200}
-            time.sleep(IDLE_BEFORE_PING + 0.2)
+            search = _fill_pools_then_idle(server)
             assert proxy.silence_existing() >= 4
             # Each as a kubelet probes: 2 s, the manifests' readiness timeout.
             ready = [httpx.get(f"{server.url}/readyz", timeout=2).status_code for _ in range(5)]
@@ -205,3 +192,14 @@ def test_connections_to_a_vanished_address_are_replaced_at_once(
             assert answers == [200] * 10, answers
         finally:
             assert server.stop() == 0
+
+
+def _fill_pools_then_idle(server: RoarServer) -> str:
+    """Concurrent searches, so that each worker's pool holds several connections as under load;
+    then a pause that makes them idle (pinged at their next checkout). Returns the search URL."""
+    search = f"{server.url}/roar/api/v2/registry/bird"
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda _: httpx.get(search, timeout=30).status_code, range(96)))
+    assert set(codes) == {200}
+    time.sleep(IDLE_BEFORE_PING + 0.2)
+    return search
