@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitopskit import FLUX_RELEASED, GITOPS_CACHE, _run
+from gitopskit import FLUX_RELEASED, GITOPS_CACHE, run_go
 from kubekit import KubeCluster
 from monitoringkit import GO, module_dir
 
@@ -68,12 +68,13 @@ def controller_binary(name: str) -> Path:
             shutil.copytree(module_dir(f"{module}/api", version), src / "api", symlinks=True)
             _writable(src / "api")
             for dependency, served in substitutes.items():
-                _run([GO, "mod", "edit", f"-replace={dependency}={dependency}@{served}"], cwd=src,
-                     what=f"replacing {dependency}")  # fmt: skip
+                run_go([GO, "mod", "edit", f"-replace={dependency}={dependency}@{served}"], cwd=src,
+                       what=f"replacing {dependency}")  # fmt: skip
                 # Records the replacement's checksum in go.sum (the build itself is -mod=readonly).
-                _run([GO, "mod", "download", dependency], cwd=src, what=f"fetching {dependency}")
+                run_go([GO, "mod", "download", dependency], cwd=src, what=f"fetching {dependency}")
             partial = target / f".{name}.partial"
-            _run([GO, "build", "-o", str(partial), "."], cwd=src, what=f"building {name}@{version}")
+            run_go([GO, "build", "-o", str(partial), "."], cwd=src,
+                   what=f"building {name}@{version}")  # fmt: skip
             partial.rename(binary)  # atomic: a binary that exists is whole
             shutil.rmtree(src)
     return binary

@@ -52,7 +52,7 @@ def _go_env(**extra: str) -> dict[str, str]:
     )
 
 
-def _run(argv: list[str], *, cwd: Path | str, what: str, **env: str) -> None:
+def run_go(argv: list[str], *, cwd: Path | str, what: str, **env: str) -> None:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=1800, cwd=cwd,
                             env=_go_env(**env))  # fmt: skip
     assert result.returncode == 0, f"{what} failed:\n{result.stderr[-4000:]}"
@@ -71,8 +71,9 @@ def controller_gen() -> Path:
     with (target / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not binary.exists():
-            _run([GO, "install", f"{CONTROLLER_TOOLS}/cmd/controller-gen@{CONTROLLER_GEN_VERSION}"],
-                 cwd="/", what="building controller-gen", GOBIN=str(target))  # fmt: skip
+            tool = f"{CONTROLLER_TOOLS}/cmd/controller-gen@{CONTROLLER_GEN_VERSION}"
+            run_go([GO, "install", tool], cwd="/", what="building controller-gen",
+                   GOBIN=str(target))  # fmt: skip
     return binary
 
 
@@ -90,7 +91,7 @@ def _generated_crds(module: str, version: str) -> list[Path]:
             # its go.mod and go.sum resolve the types' dependencies.
             argv = [str(controller_gen()), "crd:crdVersions=v1", "paths=./...",
                     f"output:crd:dir={target}"]  # fmt: skip
-            _run(argv, cwd=module_dir(module, version), what=f"generating the CRDs of {module}")
+            run_go(argv, cwd=module_dir(module, version), what=f"generating the CRDs of {module}")
             done.touch()
     files = sorted(target.glob("*.yaml"))
     assert files, f"controller-gen wrote no CRD for {module}@{version}"
