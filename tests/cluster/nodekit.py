@@ -87,6 +87,36 @@ def pod_url(pod: dict[str, Any], port: int = 8080) -> str:
     return f"http://{pod['status']['podIP']}:{port}"
 
 
+#: Longer than a web pod's readiness period x failure threshold plus the probe's timeout
+#: (2 s x 2 + 2 s in the manifests): a probe that began while the database was away and fails
+#: after the first 200 has landed by then.
+STEADY_SECONDS = 6.5
+
+
+def wait_serving_steadily(url: str, *, what: str, timeout: float = 120) -> None:
+    """Wait (bounded) until `url` has answered 200 to every request for STEADY_SECONDS.
+
+    After the database comes back, the first 200 does not mean the web pod stays in the Service:
+    a readiness probe still in flight from the outage can fail a moment later and take it out for
+    a few seconds (seen on CI: a 200, then connections refused)."""
+    deadline = time.monotonic() + timeout
+    since: float | None = None
+    while True:
+        now = time.monotonic()
+        if answers(url):
+            since = now if since is None else since
+            if now - since >= STEADY_SECONDS:
+                return
+        else:
+            since = None
+        if now > deadline:
+            raise AssertionError(
+                f"{what}: {url} did not answer 200 for {STEADY_SECONDS} s in a row "
+                f"within {timeout} s"
+            )
+        time.sleep(0.25)
+
+
 def agent_names(url: str) -> list[str]:
     return [a["NAME"] for a in get(f"{url}/roar/api/v1/registry").json()]
 

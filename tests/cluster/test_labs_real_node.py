@@ -32,6 +32,7 @@ from nodekit import (
     serves_only,
     sql,
     wait_rollout,
+    wait_serving_steadily,
 )
 
 from roar.db.schema import SEED_AGENTS, SIXTH_AGENT
@@ -193,7 +194,7 @@ def test_lab6_row_inserted_with_exec_appears_and_survives_the_db_pod(
     kube_cluster.kubectl("delete", "pod", "-n", NS, "roar-db-0", "--wait=true")
     kube_cluster.kubectl("wait", "-n", NS, "--for=condition=Ready", "pod/roar-db-0",
                          "--timeout=180s", timeout=200)  # fmt: skip
-    wait_for(lambda: answers(f"{BASE}/roar/api/v1/registry"), what="web ready again", timeout=120)
+    wait_serving_steadily(f"{BASE}/roar/api/v1/registry", what="web ready again")
     assert agent_names(BASE) == [*SEED_NAMES, SIXTH_AGENT["NAME"]]
 
 
@@ -202,6 +203,7 @@ def test_rolling_update_under_load_loses_no_request(kube_cluster: KubeCluster, d
     connection per request: readiness and the drain keep every request answered (real kubelet
     probes, real endpoint updates)."""
     url = f"{BASE}/roar/api/v1/status/version"
+    wait_serving_steadily(url, what="web serving before the rollout")  # lab 6 restarted the db
     assert get(url).text.endswith("00.01.00")
     # Three replicas, as for any zero-downtime rollout: with one, a single missed readiness probe
     # (a busy 2-core machine) leaves the Service without endpoints, whatever the rollout does.
@@ -262,8 +264,7 @@ def test_lab6_hostpath_overlay_keeps_the_row_on_the_node(
                  interval=0.1)  # fmt: skip
         kube_cluster.kubectl("delete", "pod", "-n", NS, "roar-db-0", "--wait=true")
         wait_rollout(kube_cluster, NS, "statefulset/roar-db")
-        wait_for(lambda: answers(f"{BASE}/roar/api/v1/registry"), what="web ready again",
-                 timeout=120)  # fmt: skip
+        wait_serving_steadily(f"{BASE}/roar/api/v1/registry", what="web ready again")
         assert agent_names(BASE) == [*SEED_NAMES, SIXTH_AGENT["NAME"]]
         assert (data / "registry").is_dir()  # the database's files are on the node's disk
     finally:
