@@ -28,7 +28,7 @@ import uvicorn
 
 from roar.config import Settings
 from roar.counter import SharedWriteCounter, WriteCounter, shared_slots
-from roar.logs import configure_logging
+from roar.logs import configure_logging, flush_logs
 
 __all__ = ["serve"]
 
@@ -114,7 +114,10 @@ def _run_worker(overrides: dict[str, Any], sock: socket.socket, slots: Any, slot
     # One worker per server prunes the database's change log (roar.cache).
     config = _uvicorn_config(settings, SharedWriteCounter(slots, slot), prune_log=slot == 0)
     server = _DrainingServer(config, settings.shutdown_drain)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        flush_logs()
 
 
 def serve(settings: Settings, overrides: dict[str, Any]) -> int:

@@ -7,11 +7,13 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
 from support.roar import RoarServer
+from support.wait import eventually
 
 PROBES = ("/healthz", "/readyz", "/metrics")
 
@@ -79,3 +81,26 @@ def test_a_sample_of_successes_is_logged_and_every_error(servers) -> None:  # ty
     assert 20 <= logged["/roar/api/v1/registry 200"] <= 85
     assert 8 <= sum(logged[f"{p} 200"] for p in PROBES) <= 55  # probes sampled alike
     assert logged["/roar/api/v2/registry 400"] == logged["/nowhere 404"] == 1
+
+
+def test_lines_show_while_the_server_runs_and_none_is_lost_when_it_stops(tmp_path: Path) -> None:
+    """Lines leave in batches (roar.logs), yet a `tail -f` (`kubectl logs -f`) sees a request's
+    line a moment after it, and each of two workers writes its last lines when it stops."""
+    server = RoarServer(
+        env={"ROAR_DATA_DIR": str(tmp_path)}, log_path=tmp_path / "log", workers=2
+    ).start()
+    try:
+        httpx.get(f"{server.url}/roar/api/v1/registry", headers={"X-Request-Id": "tail-f"})
+        eventually(
+            lambda: '"request_id":"tail-f"' in server.log_path.read_text(),
+            what="the request's line in the running server's log",
+            within=5,
+        )
+        ids = [f"burst-{i}" for i in range(300)]
+        for rid in ids:  # a new connection each: both workers answer some
+            httpx.get(f"{server.url}/roar/api/v1/registry", headers={"X-Request-Id": rid})
+    finally:
+        assert server.stop() == 0
+    entries = [json.loads(x) for x in server.log_path.read_text().splitlines() if x[:1] == "{"]
+    logged = Counter(e["request_id"] for e in entries if e["logger"] == "roar.access")
+    assert {rid: logged[rid] for rid in ids} == dict.fromkeys(ids, 1)

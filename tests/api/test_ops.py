@@ -6,10 +6,12 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from support.roar import RoarServer, migrate
+from support.wait import eventually
 
 
 def test_health_ready_version(roar: RoarServer) -> None:
@@ -45,10 +47,13 @@ def test_request_id_is_echoed_and_logged_as_json(roar: RoarServer) -> None:
     r = httpx.get(f"{roar.url}/roar/api/v1/registry", headers={"X-Request-ID": "trace-me-123"})
     assert r.headers["x-request-id"] == "trace-me-123"
     assert len(httpx.get(f"{roar.url}/healthz").headers["x-request-id"]) == 32
-    lines = [
-        json.loads(line) for line in roar.log_tail(200000).splitlines() if line.startswith("{")
-    ]
-    entry = next(e for e in lines if e.get("request_id") == "trace-me-123")
+
+    def logged() -> dict[str, Any] | None:  # lines leave in batches, within 0.25 s (roar.logs)
+        lines = roar.log_tail(200000).splitlines()
+        entries = (json.loads(line) for line in lines if line.startswith("{"))
+        return next((e for e in entries if e.get("request_id") == "trace-me-123"), None)
+
+    entry = eventually(logged, what="the request's access-log line", within=5, every=0.1)
     assert entry["route"] == "/roar/api/v1/registry" and entry["status"] == 200
     assert entry["method"] == "GET" and entry["duration_ms"] >= 0
 
