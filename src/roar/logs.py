@@ -1,8 +1,9 @@
 """Logging: one JSON object per line in production, readable lines in development.
 
 An access-log line per request is the hot GETs' largest cost after the network (docs/
-benchmarks.md), so the lines written inside the event loop are buffered and leave in one write
-at most ``FLUSH_AFTER`` seconds later; a warning or an error writes them all at once, in order.
+benchmarks.md), so the lines written inside the event loop are collected and leave in one write
+once the loop has handled what was ready (under load, the answers of many requests); a warning or
+an error writes them all at once, in order.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, TextIO
 
 import orjson
 
-__all__ = ["FLUSH_AFTER", "access_logger", "configure_logging", "flush_logs"]
+__all__ = ["access_logger", "configure_logging", "flush_logs"]
 
 access_logger = logging.getLogger("roar.access")
 
@@ -66,23 +67,22 @@ class TextFormatter(logging.Formatter):
         return f"{line} {extras}" if extras else line
 
 
-#: The longest a line written in the event loop waits in the buffer.
-FLUSH_AFTER = 0.25
 #: Lines buffered at most: the one that reaches it writes them all.
 _MAX_LINES = 512
 
 
 class BufferedStreamHandler(logging.StreamHandler[TextIO]):
     """A StreamHandler that, inside a running event loop, collects lines and writes them in one
-    call at most FLUSH_AFTER seconds later, or at once for a record at WARNING or above (after the
-    lines before it). Outside an event loop (start-up, the CLI) it writes each line as it comes.
-    What a kill -9 takes: the lines of the last FLUSH_AFTER seconds."""
+    call from a callback queued behind what the loop has ready (so before it waits for more), or
+    at once for a record at WARNING or above (after the lines before it). Outside an event loop
+    (start-up, the CLI) it writes each line as it comes. A client has its answer a moment before
+    its line is written; a kill -9 takes the lines of that moment with it."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self._lines: list[str] = []
-        # The loop whose timer will flush what is buffered (a closed loop's timer never fires).
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        # The loop with a flush queued (a closed loop never runs it: a new loop queues its own).
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -99,12 +99,12 @@ class BufferedStreamHandler(logging.StreamHandler[TextIO]):
         except RuntimeError:
             self.flush()
             return
-        if self._timer_loop is not loop:
-            self._timer_loop = loop
-            loop.call_later(FLUSH_AFTER, self._timed_flush)
+        if self._flush_loop is not loop:
+            self._flush_loop = loop
+            loop.call_soon(self._queued_flush)
 
-    def _timed_flush(self) -> None:
-        self._timer_loop = None
+    def _queued_flush(self) -> None:
+        self._flush_loop = None
         self.flush()
 
     def flush(self) -> None:

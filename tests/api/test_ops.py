@@ -48,7 +48,7 @@ def test_request_id_is_echoed_and_logged_as_json(roar: RoarServer) -> None:
     assert r.headers["x-request-id"] == "trace-me-123"
     assert len(httpx.get(f"{roar.url}/healthz").headers["x-request-id"]) == 32
 
-    def logged() -> dict[str, Any] | None:  # lines leave in batches, within 0.25 s (roar.logs)
+    def logged() -> dict[str, Any] | None:  # lines leave in batches (roar.logs)
         lines = roar.log_tail(200000).splitlines()
         entries = (json.loads(line) for line in lines if line.startswith("{"))
         return next((e for e in entries if e.get("request_id") == "trace-me-123"), None)
