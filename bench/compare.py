@@ -461,6 +461,7 @@ def to_json(run: Run) -> dict[str, Any]:
         "memory": {str(w): m for w, m in run["memory"].items()},
         "cold": {str(w): c for w, c in run["cold"].items()},
         "log_mb": run.get("log_mb"),
+        "load_before": run.get("load_before"),
     }
 
 
@@ -475,6 +476,7 @@ def from_json(data: dict[str, Any]) -> Run:
         "memory": {int(w): m for w, m in data["memory"].items()},
         "cold": {int(w): [tuple(x) for x in c] for w, c in data["cold"].items()},
         "log_mb": data.get("log_mb"),
+        "load_before": data.get("load_before"),
     }
 
 
@@ -487,6 +489,11 @@ def _ratios(load: dict[tuple[str, int], dict[str, float]], c: int) -> tuple[floa
 
 def _x(value: float, base: float) -> str:
     return f"{value / base:.2f}" if base else "-"
+
+
+def _load_before(run: Run) -> str:
+    value = run.get("load_before")
+    return "not recorded" if value is None else f"{value:.1f}"
 
 
 def report(args: argparse.Namespace, run: Run, before: Run | None) -> str:
@@ -503,9 +510,9 @@ def report(args: argparse.Namespace, run: Run, before: Run | None) -> str:
         "the order of the targets, medians. x ceiling: req/s over FastAPI's ceiling (ROAR's "
         "`/healthz` answered by the FastAPI app, as the issue measured it) at the same "
         "connection count; x podinfo: over podinfo's faster endpoint (`/healthz` or "
-        "`/version`) in the same run. The machine was shared with other people's test runs "
-        "throughout (load average 6 to 14 on its 2 cores): absolute figures moved from round "
-        "to round, ratios within a run much less.",
+        "`/version`) in the same run. Load average (1 min) before the run, i.e. other work on "
+        f"the machine: {_load_before(run)}. Absolute figures move with what else the machine "
+        "does; ratios within a run much less.",
         "",
     ]
     if load:
@@ -694,6 +701,7 @@ def main() -> None:
         profile(args)
         return
     run: Run = {"load": {}, "memory": {}, "cold": {}, "log_mb": None}
+    run["load_before"] = os.getloadavg()[0]
     with MariaDB.temporary() as db, tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         env = seeded_mariadb(db, args.src)
