@@ -12,6 +12,7 @@ from sqlalchemy import (
     Row,
     String,
     UnaryExpression,
+    bindparam,
     delete,
     func,
     insert,
@@ -138,20 +139,35 @@ async def find_by_species(
     return (await conn.execute(select(agents).where(*conditions).order_by(agents.c.id))).all()
 
 
+# The statements of the single-agent calls, built once: a call binds only its values. Building
+# them per call (and their cache keys) was about 5% of a create's CPU under load (py-spy,
+# docs/benchmarks.md). The bound names are not column names, so the values' keys set columns.
+_BY_ID = select(agents).where(agents.c.id == bindparam("agent_id"))
+_INSERT = insert(agents)
+_INSERT_RETURNING = _INSERT.returning(*agents.c)
+_UPDATE = (
+    update(agents)
+    .where(agents.c.id == bindparam("agent_id"))
+    .values(row_version=agents.c.row_version + 1)
+)
+_UPDATE_IF = _UPDATE.where(agents.c.row_version == bindparam("expected_version"))
+_DELETE = delete(agents).where(agents.c.id == bindparam("agent_id"))
+_DELETE_IF = _DELETE.where(agents.c.row_version == bindparam("expected_version"))
+
+
 async def get_agent(conn: AsyncConnection, *, agent_id: int) -> Row[Any]:
-    row = (await conn.execute(select(agents).where(agents.c.id == agent_id))).first()
+    row = (await conn.execute(_BY_ID, {"agent_id": agent_id})).first()
     if row is None:
         raise NotFound(agent_id)
     return row
 
 
 async def create_agent(conn: AsyncConnection, *, values: dict[str, Any]) -> Row[Any]:
-    stmt = insert(agents).values(**values)
     if conn.dialect.insert_returning:
         # The row comes back with its id and defaults: one round trip instead of an INSERT and
         # a SELECT (MariaDB 10.5+, SQLite 3.35+; a create's cost is mostly round trips).
-        return (await conn.execute(stmt.returning(*agents.c))).one()
-    result = await conn.execute(stmt)
+        return (await conn.execute(_INSERT_RETURNING, values)).one()
+    result = await conn.execute(_INSERT, values)
     key = result.inserted_primary_key
     if key is None:  # only an executemany() INSERT has none; this one inserts one row
         raise RuntimeError("INSERT INTO agents gave no primary key")
@@ -166,14 +182,12 @@ async def update_agent(
     expected_version: int | None,
 ) -> Row[Any]:
     """Replace fields of one agent, bumping its version; conditional on ``expected_version``."""
-    stmt = (
-        update(agents)
-        .where(agents.c.id == agent_id)
-        .values(**values, row_version=agents.c.row_version + 1)
-    )
-    if expected_version is not None:
-        stmt = stmt.where(agents.c.row_version == expected_version)
-    if (await conn.execute(stmt)).rowcount == 0:
+    if expected_version is None:
+        result = await conn.execute(_UPDATE, {**values, "agent_id": agent_id})
+    else:
+        params = {**values, "agent_id": agent_id, "expected_version": expected_version}
+        result = await conn.execute(_UPDATE_IF, params)
+    if result.rowcount == 0:
         await get_agent(conn, agent_id=agent_id)  # raises NotFound if it is gone
         raise VersionMismatch(agent_id)
     return await get_agent(conn, agent_id=agent_id)
@@ -182,10 +196,12 @@ async def update_agent(
 async def delete_agent(
     conn: AsyncConnection, *, agent_id: int, expected_version: int | None
 ) -> None:
-    stmt = delete(agents).where(agents.c.id == agent_id)
-    if expected_version is not None:
-        stmt = stmt.where(agents.c.row_version == expected_version)
-    if (await conn.execute(stmt)).rowcount == 0:
+    if expected_version is None:
+        result = await conn.execute(_DELETE, {"agent_id": agent_id})
+    else:
+        params = {"agent_id": agent_id, "expected_version": expected_version}
+        result = await conn.execute(_DELETE_IF, params)
+    if result.rowcount == 0:
         await get_agent(conn, agent_id=agent_id)
         raise VersionMismatch(agent_id)
 
