@@ -3,7 +3,6 @@ sampled or not logged at all, and errors always are; read from a real server's l
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,10 +45,8 @@ def _logged(server: RoarServer, requests: list[str]) -> Counter[str]:
         for path in requests:
             client.get(path)
     assert server.stop() == 0
-    lines = server.log_path.read_text().splitlines()
-    entries = [json.loads(line) for line in lines if line.startswith("{")]
     # Each line: {"logger": "roar.access", "msg": "GET /path 200", "status": 200, ...}
-    return Counter(e["msg"].split(" ", 1)[1] for e in entries if e["logger"] == "roar.access")
+    return Counter(e["msg"].split(" ", 1)[1] for e in server.access_log())
 
 
 def _requests(list_count: int = 3) -> list[str]:
@@ -101,6 +98,5 @@ def test_lines_show_while_the_server_runs_and_none_is_lost_when_it_stops(tmp_pat
             httpx.get(f"{server.url}/roar/api/v1/registry", headers={"X-Request-Id": rid})
     finally:
         assert server.stop() == 0
-    entries = [json.loads(x) for x in server.log_path.read_text().splitlines() if x[:1] == "{"]
-    logged = Counter(e["request_id"] for e in entries if e["logger"] == "roar.access")
+    logged = Counter(e["request_id"] for e in server.access_log())
     assert {rid: logged[rid] for rid in ids} == dict.fromkeys(ids, 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from pathlib import Path
@@ -48,10 +47,8 @@ def test_request_id_is_echoed_and_logged_as_json(roar: RoarServer) -> None:
     assert r.headers["x-request-id"] == "trace-me-123"
     assert len(httpx.get(f"{roar.url}/healthz").headers["x-request-id"]) == 32
 
-    def logged() -> dict[str, Any] | None:  # lines leave in batches (roar.logs)
-        lines = roar.log_tail(200000).splitlines()
-        entries = (json.loads(line) for line in lines if line.startswith("{"))
-        return next((e for e in entries if e.get("request_id") == "trace-me-123"), None)
+    def logged() -> dict[str, Any] | None:
+        return next((e for e in roar.access_log() if e["request_id"] == "trace-me-123"), None)
 
     entry = eventually(logged, what="the request's access-log line", within=5, every=0.1)
     assert entry["route"] == "/roar/api/v1/registry" and entry["status"] == 200

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -127,6 +129,13 @@ class RoarServer:
                 f"roar serve did not answer within {timeout}s:\n{self.log_tail()}"
             ) from None
         return self
+
+    def access_log(self) -> list[dict[str, Any]]:
+        """The access-log entries written so far (the log is JSON: ROAR_LOG_FORMAT=json). Lines
+        leave in batches a moment after their answers (roar.logs): wait for the ones you need."""
+        lines = self.log_path.read_text().splitlines()
+        entries = (json.loads(line) for line in lines if line.startswith("{"))
+        return [e for e in entries if e.get("logger") == "roar.access"]
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
