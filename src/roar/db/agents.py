@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Executable,
     Row,
     String,
     UnaryExpression,
@@ -155,6 +156,16 @@ _DELETE = delete(agents).where(agents.c.id == bindparam("agent_id"))
 _DELETE_IF = _DELETE.where(agents.c.row_version == bindparam("expected_version"))
 
 
+def _versioned(
+    plain: Executable, guarded: Executable, params: dict[str, Any], expected_version: int | None
+) -> tuple[Executable, dict[str, Any]]:
+    """The statement and parameters for a write conditional on ``expected_version`` (If-Match),
+    or unconditional without one (an UPDATE refuses a parameter it does not use)."""
+    if expected_version is None:
+        return plain, params
+    return guarded, {**params, "expected_version": expected_version}
+
+
 async def get_agent(conn: AsyncConnection, *, agent_id: int) -> Row[Any]:
     row = (await conn.execute(_BY_ID, {"agent_id": agent_id})).first()
     if row is None:
@@ -182,12 +193,10 @@ async def update_agent(
     expected_version: int | None,
 ) -> Row[Any]:
     """Replace fields of one agent, bumping its version; conditional on ``expected_version``."""
-    if expected_version is None:
-        result = await conn.execute(_UPDATE, {**values, "agent_id": agent_id})
-    else:
-        params = {**values, "agent_id": agent_id, "expected_version": expected_version}
-        result = await conn.execute(_UPDATE_IF, params)
-    if result.rowcount == 0:
+    stmt, params = _versioned(
+        _UPDATE, _UPDATE_IF, {**values, "agent_id": agent_id}, expected_version
+    )
+    if (await conn.execute(stmt, params)).rowcount == 0:
         await get_agent(conn, agent_id=agent_id)  # raises NotFound if it is gone
         raise VersionMismatch(agent_id)
     return await get_agent(conn, agent_id=agent_id)
@@ -196,12 +205,8 @@ async def update_agent(
 async def delete_agent(
     conn: AsyncConnection, *, agent_id: int, expected_version: int | None
 ) -> None:
-    if expected_version is None:
-        result = await conn.execute(_DELETE, {"agent_id": agent_id})
-    else:
-        params = {"agent_id": agent_id, "expected_version": expected_version}
-        result = await conn.execute(_DELETE_IF, params)
-    if result.rowcount == 0:
+    stmt, params = _versioned(_DELETE, _DELETE_IF, {"agent_id": agent_id}, expected_version)
+    if (await conn.execute(stmt, params)).rowcount == 0:
         await get_agent(conn, agent_id=agent_id)
         raise VersionMismatch(agent_id)
 

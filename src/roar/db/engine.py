@@ -79,10 +79,9 @@ def create_engine(
             pool_timeout=max(10 * timeout, 10),
             pool_recycle=1800,
             # Two round trips per request saved (counted with MariaDB's status counters): no
-            # ROLLBACK when a
-            # connection returns (SQLAlchemy's Connection already ends any transaction it
-            # began: it rolls back on close, or the caller committed), and no ping on every
-            # checkout (_ping_when_idle instead of pool_pre_ping).
+            # ROLLBACK when a connection returns (SQLAlchemy's Connection already ends any
+            # transaction it began: it rolls back on close, or the caller committed), and no
+            # ping on every checkout (_ping_when_idle instead of pool_pre_ping).
             pool_reset_on_return=None,
             connect_args={"connect_timeout": max(1, round(timeout))},
         )
