@@ -413,7 +413,10 @@ def profile(args: argparse.Namespace) -> None:
         server = roar_server(env, Path(tmp_name), 2, "roar").start()
         try:
             assert server.proc is not None
-            script = CREATE_LUA if args.profile_method == "POST" else None
+            if args.profile_method == "PUT":  # the update target's requests (their own paths)
+                script: str | None = _update_script(db)
+            else:
+                script = CREATE_LUA if args.profile_method == "POST" else None
             wrk(server.url + args.profile, duration=1, connections=64, script=script)
             raw_path, svg_path = out_dir / f"{name}.txt", out_dir / f"{name}.svg"
             spy = [shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record"]
@@ -693,7 +696,7 @@ def main() -> None:
     parser.add_argument("--save", metavar="FILE", help="Also write the figures as JSON.")
     parser.add_argument("--before", metavar="FILE", help="A --save of the code before: compared.")
     parser.add_argument("--profile", metavar="PATH", help="Only profile PATH with py-spy.")
-    parser.add_argument("--profile-method", default="GET", choices=["GET", "POST"])
+    parser.add_argument("--profile-method", default="GET", choices=["GET", "POST", "PUT"])
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")

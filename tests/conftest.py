@@ -50,13 +50,17 @@ class Backend:
         self.mariadb = mariadb
 
     def count(self) -> int:
+        return int(self.sql("SELECT COUNT(*) FROM agents")[0][0])
+
+    def sql(self, statement: str) -> list[tuple]:
+        """Run one statement straight on the database, as a person with a SQL client would."""
         if self.mariadb:
-            return int(self.mariadb.query("SELECT COUNT(*) FROM agents")[0][0])
+            return self.mariadb.query(statement)
         import sqlite3
 
         path = Path(self.env["ROAR_DATA_DIR"]) / "roar.db"
         with sqlite3.connect(path) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM agents").fetchone()[0])
+            return conn.execute(statement).fetchall()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "mariadb"])

@@ -279,6 +279,12 @@ class AgentsCache:
             and time.monotonic() - self._confirmed < self._ttl
         )
 
+    def version_hint(self, agent_id: int) -> int | None:
+        """The agent's row version as the snapshot holds it, however old: a guess for a write
+        to check against the database (roar.db.agents.update_agent), never an answer."""
+        found = self._snapshot.find(agent_id)
+        return found[1] if found is not None else None
+
     async def get(self) -> AgentsSnapshot:
         """The snapshot, with every write this server has answered applied."""
         if self._current():
@@ -376,8 +382,10 @@ class AgentsCache:
 
     async def _load_all(self, conn: AsyncConnection) -> None:
         """Read every agent (at start, or when the log no longer leads on from this snapshot).
-        On MariaDB the reads share one transaction, so the rows are exactly those the log
-        entries up to ``newest`` describe, but for the uncommitted seqs noted as gaps."""
+        Each statement commits on its own (the engine is in autocommit), so the rows are read
+        after ``newest``: they hold every change up to it (but the uncommitted seqs, noted as
+        gaps), and maybe later ones, which the next sync applies again (applying a change reads
+        the agent's row as it is then: doing it twice changes nothing)."""
         newest = await changes.newest(conn)
         gaps: dict[int, float] = {}
         if newest is not None:

@@ -113,6 +113,28 @@ def test_crud_round_trip(api: httpx.Client, backend) -> None:  # type: ignore[no
     assert backend.count() == before
 
 
+def test_a_put_answers_the_version_stored_even_after_sql_changed_the_row(  # type: ignore[no-untyped-def]
+    api: httpx.Client, backend
+) -> None:
+    """A PUT without If-Match guesses the row's version from the server's snapshot (one round
+    trip when right, roar.db.agents.update_agent). Here SQL changed the row a moment before, so
+    the guess is stale: the answer must still carry the version and fields now stored."""
+    agent = api.post("/agents", json=VALID).json()
+    url = f"/agents/{agent['id']}"
+    assert api.get(url).json()["version"] == 1  # the snapshot holds version 1
+    for round_ in range(3):
+        backend.sql(
+            "UPDATE agents SET row_version = row_version + 5, ADVTECH = 'sql' "
+            f"WHERE id = {agent['id']}"
+        )
+        r = api.put(url, json=VALID | {"adversary_tech": f"put {round_}"})
+        assert r.status_code == 200
+        stored = backend.sql(f"SELECT ADVTECH, row_version FROM agents WHERE id = {agent['id']}")
+        assert (r.json()["adversary_tech"], r.json()["version"]) == stored[0]
+        assert r.headers["etag"] == f'"{stored[0][1]}"' and stored[0][1] == 6 * (round_ + 1) + 1
+        assert api.get(url).json() == r.json()
+
+
 def test_stale_if_match_is_412_and_changes_nothing(api: httpx.Client) -> None:
     agent = api.post("/agents", json=VALID).json()
     url = f"/agents/{agent['id']}"

@@ -42,7 +42,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.resolved_database_url
-        engine = create_engine(url, pool_size=settings.db_pool_size, timeout=settings.db_timeout)
+        engine = create_engine(
+            url, pool_size=settings.db_pool_size, timeout=settings.db_timeout, autocommit=True
+        )
         if chaos is not None:
             install_slow_queries(engine, chaos)
         app.state.engine = engine

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
 from pydantic import (
@@ -196,7 +197,11 @@ class AgentPublic(BaseModel):
 
     @classmethod
     def from_row(cls, row: Any) -> AgentPublic:
-        m = row._mapping
+        return cls.from_columns(row._mapping)
+
+    @classmethod
+    def from_columns(cls, m: Mapping[str, Any]) -> AgentPublic:
+        """The agent stored as these columns (by column name)."""
         return cls(
             id=m["id"],
             version=m["row_version"],

@@ -4,7 +4,7 @@ parameters only; the API layer turns their outcomes into HTTP answers."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -146,12 +146,16 @@ async def find_by_species(
 _BY_ID = select(agents).where(agents.c.id == bindparam("agent_id"))
 _INSERT = insert(agents)
 _INSERT_RETURNING = _INSERT.returning(*agents.c)
+
+
 _UPDATE = (
     update(agents)
     .where(agents.c.id == bindparam("agent_id"))
     .values(row_version=agents.c.row_version + 1)
 )
 _UPDATE_IF = _UPDATE.where(agents.c.row_version == bindparam("expected_version"))
+_UPDATE_RETURNING = _UPDATE.returning(*agents.c)
+_UPDATE_IF_RETURNING = _UPDATE_IF.returning(*agents.c)
 _DELETE = delete(agents).where(agents.c.id == bindparam("agent_id"))
 _DELETE_IF = _DELETE.where(agents.c.row_version == bindparam("expected_version"))
 
@@ -191,15 +195,30 @@ async def update_agent(
     agent_id: int,
     values: dict[str, Any],
     expected_version: int | None,
-) -> Row[Any]:
-    """Replace fields of one agent, bumping its version; conditional on ``expected_version``."""
-    stmt, params = _versioned(
-        _UPDATE, _UPDATE_IF, {**values, "agent_id": agent_id}, expected_version
-    )
-    if (await conn.execute(stmt, params)).rowcount == 0:
-        await get_agent(conn, agent_id=agent_id)  # raises NotFound if it is gone
-        raise VersionMismatch(agent_id)
-    return await get_agent(conn, agent_id=agent_id)
+    version_hint: int | None = None,
+) -> Mapping[Any, Any]:
+    """Replace fields of one agent, bumping its version; conditional on ``expected_version``.
+    Returns the agent as stored (its columns), in one round trip where the new version can be
+    known: with RETURNING (SQLite 3.35+), or when the update was conditional on a version,
+    ``expected_version`` or, for an unconditional one, ``version_hint`` (the version the caller
+    believes the row has: if it holds, the update is the same as an unconditional one). Otherwise
+    (MariaDB has no UPDATE ... RETURNING) the row is read right after, as it is then."""
+    params = {**values, "agent_id": agent_id}
+    if conn.dialect.update_returning:
+        stmt, params = _versioned(_UPDATE_RETURNING, _UPDATE_IF_RETURNING, params, expected_version)
+        row = (await conn.execute(stmt, params)).first()
+        if row is not None:
+            return row._mapping
+    else:
+        guess = expected_version if expected_version is not None else version_hint
+        if guess is not None:
+            guarded = {**params, "expected_version": guess}
+            if (await conn.execute(_UPDATE_IF, guarded)).rowcount == 1:
+                return {**values, "id": agent_id, "row_version": guess + 1}
+        if expected_version is None and (await conn.execute(_UPDATE, params)).rowcount == 1:
+            return (await get_agent(conn, agent_id=agent_id))._mapping
+    await get_agent(conn, agent_id=agent_id)  # raises NotFound if it is gone
+    raise VersionMismatch(agent_id)
 
 
 async def delete_agent(

@@ -41,7 +41,13 @@ async def deadline(seconds: float) -> AsyncIterator[None]:
 @dataclass(frozen=True)
 class Database:
     """What the routes use: the engine's connections, each bounded by ``timeout`` seconds
-    (``ROAR_DB_QUERY_TIMEOUT``) from checkout to release."""
+    (``ROAR_DB_QUERY_TIMEOUT``) from checkout to release.
+
+    The engine is in autocommit (``create_engine(autocommit=True)``): each statement commits as
+    it runs, so a write costs one round trip, not two or three (BEGIN is implicit, then COMMIT,
+    and the SELECT an UPDATE needs for its answer; docs/benchmarks.md). No route needs more:
+    each write is one statement, and a read-modify-write (PATCH) is guarded by the row version.
+    """
 
     engine: AsyncEngine
     timeout: float
@@ -51,19 +57,24 @@ class Database:
         async with deadline(self.timeout), self.engine.connect() as conn:
             yield conn
 
-    @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
-        async with deadline(self.timeout), self.engine.begin() as conn:
-            yield conn
-
 
 def create_engine(
-    url: str, *, pool_size: int = 5, timeout: float = 2.0, instrument: bool = True
+    url: str,
+    *,
+    pool_size: int = 5,
+    timeout: float = 2.0,
+    instrument: bool = True,
+    autocommit: bool = False,
 ) -> AsyncEngine:
     """An engine for ``url`` whose connects fail within ``timeout`` seconds; ``instrument``:
-    whether its pool and statements count in the metrics (not for a side connection)."""
+    whether its pool and statements count in the metrics (not for a side connection);
+    ``autocommit``: each statement commits as it runs (see ``Database``)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
+    if autocommit:
+        # Set once per connection, when it opens. skip_autocommit_rollback: the ROLLBACK that
+        # SQLAlchemy sends when a connection closes has nothing to undo here (a round trip).
+        kwargs.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

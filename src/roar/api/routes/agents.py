@@ -172,7 +172,7 @@ async def get_agent(db: DatabaseDep, agent_id: AgentId) -> Response:
 async def create_agent(
     request: Request, db: DatabaseDep, cache: CacheDep, agent: AgentCreate
 ) -> Response:
-    async with db.begin() as conn:
+    async with db.connect() as conn:
         row = await crud.create_agent(conn, values=agent.to_row())
     cache.invalidate()
     created = AgentPublic.from_row(row)
@@ -195,12 +195,13 @@ async def replace_agent(
 ) -> Response:
     expected = _expected_version(if_match)
     with _answers_for(agent_id):
-        async with db.begin() as conn:
-            row = await crud.update_agent(
-                conn, agent_id=agent_id, values=agent.to_row(), expected_version=expected
-            )
+        async with db.connect() as conn:
+            stored = await crud.update_agent(
+                conn, agent_id=agent_id, values=agent.to_row(), expected_version=expected,
+                version_hint=cache.version_hint(agent_id),
+            )  # fmt: skip
     cache.invalidate()
-    return _answer(AgentPublic.from_row(row))
+    return _answer(AgentPublic.from_columns(stored))
 
 
 @router.patch(
@@ -221,13 +222,13 @@ async def patch_agent(
     changes = patch.model_dump(exclude_unset=True)
     for attempt in range(_PATCH_RETRIES):
         with _answers_for(agent_id):
-            async with db.begin() as conn:
+            async with db.connect() as conn:
                 current = AgentPublic.from_row(await crud.get_agent(conn, agent_id=agent_id))
                 if expected is not None and current.version != expected:
                     raise _stale(agent_id)
                 agent = _validate_merged(current.model_dump(include=set(FIELD_COLUMNS)) | changes)
                 try:
-                    row = await crud.update_agent(
+                    stored = await crud.update_agent(
                         conn, agent_id=agent_id, values=agent.to_row(),
                         expected_version=current.version,
                     )  # fmt: skip
@@ -238,7 +239,7 @@ async def patch_agent(
                         raise
                     continue
         cache.invalidate()
-        return _answer(AgentPublic.from_row(row))
+        return _answer(AgentPublic.from_columns(stored))
     raise _stale(agent_id)  # pragma: no cover - the loop always returns or raises
 
 
@@ -254,7 +255,7 @@ async def delete_agent(
 ) -> Response:
     expected = _expected_version(if_match)
     with _answers_for(agent_id):
-        async with db.begin() as conn:
+        async with db.connect() as conn:
             await crud.delete_agent(conn, agent_id=agent_id, expected_version=expected)
     cache.invalidate()
     return Response(status_code=204)

@@ -94,7 +94,7 @@ async def _insert(request: Request, db: DatabaseDep, cache: CacheDep) -> None:
         agent = AgentCreate.model_validate(_legacy_fields(await read_json_body(request)))
     except ValidationError as exc:
         raise _invalid(exc) from None
-    async with db.begin() as conn:
+    async with db.connect() as conn:
         await crud.create_agent(conn, values=agent.to_row())
     cache.invalidate()
 
@@ -125,7 +125,7 @@ async def update_v3(
         change = LastServiceUpdate.model_validate(fields)
     except ValidationError as exc:
         raise _invalid(exc) from None
-    async with db.begin() as conn:
+    async with db.connect() as conn:
         try:
             await crud.set_last_service_by_name(
                 conn, name=change.name, service_last=change.service_last
@@ -144,7 +144,7 @@ async def update_v3(
     summary="Delete the agents with exactly this name and species",
 )
 async def delete_v3(db: DatabaseDep, cache: CacheDep, species: str, name: str) -> Response:
-    async with db.begin() as conn:
+    async with db.connect() as conn:
         try:
             await crud.delete_by_name_species(conn, name=name, species=species)
         except crud.NotFound:
