@@ -339,7 +339,7 @@ def test_an_unchanged_app_costs_no_write_and_deleted_children_come_back(
     wait_for(lambda: any(e["reason"] == "VersionServing" and "0.2.1" in e["message"]
                          for e in kube_cluster.kubectl_json("get", "events", "-n",
                                                             namespace)["items"]),
-             what="a VersionServing Event", timeout=10)  # fmt: skip
+             what="a VersionServing Event", timeout=30)  # fmt: skip
 
     # NetworkPolicies turned off are deleted (the one delete the operator's RBAC grants).
     k("patch", "roarapp", QUANT, "-n", namespace, "--type=merge",

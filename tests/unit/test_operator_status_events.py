@@ -77,3 +77,8 @@ def test_a_new_version_serving_is_an_event_once_the_rollout_is_done() -> None:
     assert reconcile.status_events(old, new) == [
         ("Normal", "VersionServing", "web serves 0.3.0 (was 0.2.0)")
     ]
+    # A rollout that started while no pod was ready (the app just created, or its pods lost):
+    # the version that comes is still told, with no "was" to name.
+    none = status("False", "WaitingForPods")
+    assert ("Normal", "VersionServing", "web serves 0.3.0") in reconcile.status_events(none, new)
+    assert reconcile.status_events(new, none) == [("Normal", "WaitingForPods", "m")]

@@ -497,8 +497,9 @@ def status_events(
     old: Mapping[str, Any] | None, new: Mapping[str, Any]
 ) -> list[tuple[str, str, str]]:
     """The Events (type, reason, message) a status change is worth: Ready flipping, Degraded
-    turning True or changing its reason, and web serving a new version. Nothing else, so a
-    resync that finds everything as it was posts nothing."""
+    turning True or changing its reason, and web serving a version it did not serve just before
+    (a rollout's end, or pods ready after none was). Nothing else, so a resync that finds
+    everything as it was posts nothing."""
     events: list[tuple[str, str, str]] = []
     before, after = _conditions(old), _conditions(new)
     ready, was = after.get(st.READY), before.get(st.READY) or {"status": "False"}
@@ -516,9 +517,10 @@ def status_events(
     ):
         events.append(("Warning", bad.get("reason", ""), bad.get("message", "")))
     version, old_version = new.get("version"), (old or {}).get("version")
-    if version and old_version and version != old_version and "," not in version:
-        # From a mixed rollout ("0.2.0, 0.3.0") the old version is not known for sure.
-        was_note = "" if "," in old_version else f" (was {old_version})"
+    if version and version != old_version and "," not in version:
+        # From a mixed rollout ("0.2.0, 0.3.0") the old version is not known for sure; from
+        # none (first pods, or back after no pod was ready) there was none to name.
+        was_note = f" (was {old_version})" if old_version and "," not in old_version else ""
         events.append(("Normal", "VersionServing", f"web serves {version}{was_note}"))
     return events
 
