@@ -49,11 +49,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roar import metrics
 from roar.counter import LocalWriteCounter, WriteCounter
 from roar.db import changes
+from roar.db.async_core import AsyncConnection, AsyncEngine
 from roar.db.engine import deadline
 from roar.db.schema import AGENT_COLUMNS
 

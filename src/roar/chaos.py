@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from roar.config import Settings
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from roar.db.async_core import AsyncConnection, AsyncEngine
 
 __all__ = ["Chaos", "Faults", "install_slow_queries", "pool_capacity"]
 

@@ -10,11 +10,11 @@ from typing import Annotated
 
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from roar.api.problems import ApiError
 from roar.cache import AgentsCache
 from roar.config import Settings
+from roar.db.async_core import AsyncEngine
 from roar.db.engine import Database
 
 __all__ = ["CacheDep", "DatabaseDep", "EngineDep", "SettingsDep", "WriteAccess", "read_json_body"]

@@ -20,8 +20,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from roar.db.async_core import AsyncConnection
 from roar.db.schema import FIELD_COLUMNS, agent_changes, agents
 
 __all__ = [

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Date, Row, String, delete, func, or_, select, type_coerce
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from roar.db.async_core import AsyncConnection, AsyncEngine
 from roar.db.schema import AGENT_COLUMNS, agent_changes, agents
 
 __all__ = [

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
 from roar import metrics
+from roar.db.async_core import AsyncConnection, AsyncEngine, create_async_engine
 
 __all__ = ["Database", "DatabaseTimeout", "create_engine", "deadline"]
 

@@ -10,8 +10,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.dialects import mysql
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from roar.db.async_core import AsyncEngine
 from roar.db.schema import SEED_AGENTS, agents
 
 __all__ = ["alembic_config", "downgrade_to_base", "mysql_init_sql", "seed", "upgrade"]
