@@ -256,6 +256,9 @@ class AgentsCache:
         #: The newest log entry applied, and seqs below it not committed when last asked.
         self._seen: changes.Entry | None = None
         self._gaps: dict[int, float] = {}
+        #: Per agent, the row version a write through this worker stored since the last sync:
+        #: a fresher guess for its next write than the snapshot's (``version_hint``).
+        self._written: dict[int, int] = {}
         self._next_prune = 0.0
         self.stats = CacheStats()
 
@@ -280,10 +283,13 @@ class AgentsCache:
         )
 
     def version_hint(self, agent_id: int) -> int | None:
-        """The agent's row version as the snapshot holds it, however old: a guess for a write
-        to check against the database (roar.db.agents.update_agent), never an answer."""
+        """The agent's row version as this worker last saw it (the snapshot, however old, or a
+        write through this worker since): a guess for a write to check against the database
+        (roar.db.agents.update_agent), never an answer."""
         found = self._snapshot.find(agent_id)
-        return found[1] if found is not None else None
+        held = found[1] if found is not None else None
+        written = self._written.get(agent_id)
+        return held if written is None or (held is not None and held > written) else written
 
     async def get(self) -> AgentsSnapshot:
         """The snapshot, with every write this server has answered applied."""
@@ -308,9 +314,12 @@ class AgentsCache:
             await self._sync()
             return self._snapshot
 
-    def invalidate(self) -> None:
+    def invalidate(self, stored: tuple[int, int] | None = None) -> None:
         """Record a committed write: every worker of this server applies it before its next read.
-        Call after the commit and before answering."""
+        Call after the commit and before answering; ``stored``: the agent's id and the row
+        version the write stored, when known (the guess for this worker's next write to it)."""
+        if stored is not None:
+            self._written[stored[0]] = stored[1]
         self._counter.bump()
 
     async def watch_forever(self) -> None:
@@ -377,6 +386,11 @@ class AgentsCache:
             raise
         self._confirm(started, wall)
         self._synced_at = token
+        self._written = {  # the snapshot holds these or newer now, but for writes meanwhile
+            i: v
+            for i, v in self._written.items()
+            if (found := self._snapshot.find(i)) is not None and found[1] < v
+        }
         self.stats.syncs += 1
         self.stats.last_sync_seconds = time.monotonic() - started
 

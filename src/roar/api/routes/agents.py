@@ -174,7 +174,7 @@ async def create_agent(
 ) -> Response:
     async with db.connect() as conn:
         row = await crud.create_agent(conn, values=agent.to_row())
-    cache.invalidate()
+    cache.invalidate((row.id, row.row_version))
     created = AgentPublic.from_row(row)
     return _answer(created, 201, Location=f"{request.url.path.rstrip('/')}/{created.id}")
 
@@ -200,7 +200,7 @@ async def replace_agent(
                 conn, agent_id=agent_id, values=agent.to_row(), expected_version=expected,
                 version_hint=cache.version_hint(agent_id),
             )  # fmt: skip
-    cache.invalidate()
+    cache.invalidate((agent_id, stored["row_version"]))
     return _answer(AgentPublic.from_columns(stored))
 
 
@@ -238,7 +238,7 @@ async def patch_agent(
                     if expected is not None or attempt == _PATCH_RETRIES - 1:
                         raise
                     continue
-        cache.invalidate()
+        cache.invalidate((agent_id, stored["row_version"]))
         return _answer(AgentPublic.from_columns(stored))
     raise _stale(agent_id)  # pragma: no cover - the loop always returns or raises
 
