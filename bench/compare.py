@@ -577,7 +577,7 @@ def report(args: argparse.Namespace, run: Run, before: Run | None) -> str:
             b = b_mem.get(workers)
             old = f"{b['idle_mb']:.0f} | {b['load_mb']:.0f}" if b else "- | -"
             lines.append(
-                f"| {workers} worker{'s' if workers > 1 else ''} | {m['processes']:.0f} "
+                f"| {_workers(workers)} | {m['processes']:.0f} "
                 f"| {m['idle_mb']:.0f} | {m['load_mb']:.0f} | {old} |"
             )
     if cold:
@@ -601,7 +601,7 @@ def report(args: argparse.Namespace, run: Run, before: Run | None) -> str:
             )
             runs = ", ".join(f"{t:.2f}/{c:.2f}" for t, c in times)
             lines.append(
-                f"| {workers} worker{'s' if workers > 1 else ''}, MariaDB "
+                f"| {_workers(workers)}, MariaDB "
                 f"| {statistics.median(t for t, _ in times):.2f} s "
                 f"| {statistics.median(c for _, c in times):.2f} s | {old} | {runs} |"
             )
@@ -609,6 +609,10 @@ def report(args: argparse.Namespace, run: Run, before: Run | None) -> str:
         lines += ["", *goals(args, load, mem, cold)]
     lines += ["", *FINDINGS, END]
     return "\n".join(lines)
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker{'s' if n > 1 else ''}"
 
 
 def goals(
@@ -654,23 +658,15 @@ def goals(
                 f"{pod_p99:.0f} ms): " + "; ".join(shown)
             )
     limits = {2: 120, 1: 60}  # MB of PSS under load, all processes of the server
-    if mem:
-        out.append(
-            "- memory under load, PSS of all processes: "
-            + "; ".join(
-                f"{w} worker{'s' if w > 1 else ''} {m['load_mb']:.0f} MB (goal {limits[w]} MB)"
-                for w, m in mem.items()
-                if w in limits
-            )
-        )
-    if cold:
-        out.append(
-            "- cold start to the first 200 on the legacy list (goal 0.5 s): "
-            + "; ".join(
-                f"{w} worker{'s' if w > 1 else ''} {statistics.median(t for t, _ in times):.2f} s"
-                for w, times in cold.items()
-            )
-        )
+    measured = [
+        ("memory under load, PSS of all processes",
+         [f"{_workers(w)} {m['load_mb']:.0f} MB (goal {limits[w]} MB)"
+          for w, m in mem.items() if w in limits]),
+        ("cold start to the first 200 on the legacy list (goal 0.5 s)",
+         [f"{_workers(w)} {statistics.median(t for t, _ in times):.2f} s"
+          for w, times in cold.items()]),
+    ]  # fmt: skip
+    out += [f"- {what}: " + "; ".join(figures) for what, figures in measured if figures]
     return out
 
 
