@@ -386,7 +386,7 @@ class AgentsCache:
             raise
         self._confirm(started, wall)
         self._synced_at = token
-        self._written = {  # the snapshot holds these or newer now, but for writes meanwhile
+        self._written = {  # keep only writes the snapshot does not hold yet (made meanwhile)
             i: v
             for i, v in self._written.items()
             if (found := self._snapshot.find(i)) is not None and found[1] < v
