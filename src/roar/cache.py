@@ -43,8 +43,8 @@ import logging
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -259,6 +259,8 @@ class AgentsCache:
         #: Per agent, the row version a write through this worker stored since the last sync:
         #: a fresher guess for its next write than the snapshot's (``version_hint``).
         self._written: dict[int, int] = {}
+        #: The deadlines of reads waiting for a sync (``_bounded``), which progress moves on.
+        self._waiting: set[asyncio.Timeout] = set()
         self._next_prune = 0.0
         self.stats = CacheStats()
 
@@ -300,8 +302,28 @@ class AgentsCache:
                 await self._sync()
             return self._snapshot
 
-    def _bounded(self) -> AbstractAsyncContextManager[None]:
-        return deadline(self._read_timeout) if self._read_timeout else nullcontext()
+    @asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        """Within ``read_timeout`` seconds without progress: each round trip of a sync, whoever
+        runs it, moves every such deadline on. A database that stops answering is a 503 after
+        ``read_timeout``; the first read of a large table (1M agents: about 12 s on MariaDB),
+        which answers all along, is waited for."""
+        if not self._read_timeout:
+            yield
+            return
+        async with deadline(self._read_timeout) as limit:
+            self._waiting.add(limit)
+            try:
+                yield
+            finally:
+                self._waiting.discard(limit)
+
+    def _progress(self) -> None:
+        """A sync's round trip came back: the database answers."""
+        if self._waiting and self._read_timeout:
+            when = asyncio.get_running_loop().time() + self._read_timeout
+            for limit in self._waiting:
+                limit.reschedule(when)
 
     async def at_least(self, seq: int | None) -> AgentsSnapshot:
         """The snapshot with every change up to log entry ``seq`` applied (for a count that must
@@ -401,16 +423,19 @@ class AgentsCache:
         gaps), and maybe later ones, which the next sync applies again (applying a change reads
         the agent's row as it is then: doing it twice changes nothing)."""
         newest = await changes.newest(conn)
+        self._progress()
         gaps: dict[int, float] = {}
         if newest is not None:
             low = max(0, newest.seq - _GAP_WINDOW)
             present = set(await changes.seqs_between(conn, low=low, high=newest.seq))
+            self._progress()
             now = time.monotonic()
             gaps = {s: now for s in range(low + 1, newest.seq) if s not in present}
         ids: array[int] = array("q")
         fragments: list[bytes] = []
         versions: array[int] = array("q")
         async for rows in changes.stream_agents(conn, batch=_LOAD_BATCH):
+            self._progress()
             for row in rows:
                 ids.append(row[0])
                 fragments.append(_fragment(row))
@@ -431,6 +456,7 @@ class AgentsCache:
         entries = await changes.entries_from(
             conn, seq=after, also=self._gaps.keys(), limit=_MAX_DELTA + 2
         )
+        self._progress()
         if len(entries) > _MAX_DELTA + 1:
             return False
         # Work on copies and change this object only after the last await: a query that fails

@@ -22,8 +22,8 @@ from roar import cache as cache_module
 from roar.cache import AgentsCache, legacy_json
 from roar.counter import LocalWriteCounter, SharedWriteCounter, shared_slots
 from roar.db import agents as crud
-from roar.db import migrate
-from roar.db.engine import create_engine
+from roar.db import changes, migrate
+from roar.db.engine import DatabaseTimeout, create_engine
 from roar.db.schema import agents
 
 
@@ -235,3 +235,41 @@ def test_legacy_json_orders_keys_and_drops_nulls() -> None:
         b'[{"id":7,"NAME":"A","SPECIES":"b","SRVSTART":"2000-01-01","ADVNAME":"C"}]'
     )
     assert legacy_json([row], with_id=False).startswith(b'[{"NAME":"A"')
+
+
+def _rows_arriving(monkeypatch: pytest.MonkeyPatch, delays: list[float]) -> None:
+    """The table's rows come two at a time, each batch after its delay: how a large table's
+    first read looks (1M agents take about 12 s on MariaDB), without loading a million rows.
+    The rows are the database's own; only their arrival is slowed."""
+    real = changes.stream_agents
+    monkeypatch.setattr(cache_module, "_LOAD_BATCH", 2)
+
+    async def slowly(conn: Any, *, batch: int) -> AsyncIterator[Any]:
+        pace = iter(delays)
+        async for rows in real(conn, batch=batch):
+            await asyncio.sleep(next(pace, 0))
+            yield rows
+
+    monkeypatch.setattr(changes, "stream_agents", slowly)
+
+
+async def test_a_first_read_longer_than_the_timeout_is_waited_for_while_rows_arrive(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(7):
+        await _create(engine, f"Row {i}")
+    _rows_arriving(monkeypatch, [0.2] * 6)  # 6 batches of 2: 1.2 s in all, 0.2 s apart
+    cache = AgentsCache(engine, ttl=60, read_timeout=0.5)
+    # One read loads; the other waits for it: both get the whole table.
+    first, second = await asyncio.wait_for(asyncio.gather(cache.get(), cache.get()), 10)
+    assert first.count == second.count == 12
+    assert first.legacy_list == await _truth(engine)
+
+
+async def test_a_read_whose_rows_stop_coming_is_a_timeout(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _rows_arriving(monkeypatch, [0.1, 1.5])  # the second batch later than the timeout
+    cache = AgentsCache(engine, ttl=60, read_timeout=0.5)
+    with pytest.raises(DatabaseTimeout, match=r"no answer within 0\.5 s"):
+        await asyncio.wait_for(cache.get(), 10)

@@ -28,12 +28,13 @@ class DatabaseTimeout(Exception):
 
 
 @asynccontextmanager
-async def deadline(seconds: float) -> AsyncIterator[None]:
-    """Bound the database work inside to ``seconds``. The drivers' own timeouts cover only the
-    connect: without this, a request to a server that stopped answering waits forever."""
+async def deadline(seconds: float) -> AsyncIterator[asyncio.Timeout]:
+    """Bound the database work inside to ``seconds`` (the deadline yielded can be moved on).
+    The drivers' own timeouts cover only the connect: without this, a request to a server
+    that stopped answering waits forever."""
     try:
-        async with asyncio.timeout(seconds):
-            yield
+        async with asyncio.timeout(seconds) as limit:
+            yield limit
     except TimeoutError:
         raise DatabaseTimeout(f"no answer within {seconds:g} s") from None
 
