@@ -232,9 +232,10 @@ def report(result: Result, duration: float, connections: int, every: float) -> s
         f"`.venv/bin/python bench/soak.py --duration {duration:g} --connections {connections}` "
         f"on {dt.date.today()}: {os.cpu_count()} cores shared by the load client (one async "
         f"httpx client, {connections} connections), ROAR (2 workers) and MariaDB on loopback. "
-        "The machine was busy with other people's work at the same time: the soak's processes "
-        f"got {used:.0f} of the {os.cpu_count() or 1:d} x {elapsed:.0f} CPU-seconds there were "
-        f"({cpu}), so the request rate is not a throughput figure (`bench/load.py` is). "
+        f"The soak's processes got {used:.0f} of the {os.cpu_count() or 1:d} x {elapsed:.0f} "
+        f"CPU-seconds there were ({cpu}); the rest went to other work on the machine or stayed "
+        "idle (the one client process runs on one core at most), so the request rate is not a "
+        "throughput figure (`bench/load.py` is). "
         "Mix: 40% legacy list, 15% modern list, 15% get by id, 30% writes (create, PUT, "
         f"PATCH, delete, keeping the soak's own agents between {LOW} and {HIGH}).",
         "",
