@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from roar.db import agents as crud
 from roar.db.engine import Database, create_engine
 from support.mariadb import MariaDB
 from support.roar import RoarServer, migrate
+from support.wait import eventually
 
 VALUES = {
     "NAME": "Counted",
@@ -183,12 +183,10 @@ def _counters(mariadb: MariaDB) -> dict[str, int]:
 def _settled(mariadb: MariaDB) -> dict[str, int]:
     """The counters once a server's start-up reads (its first load, the log's pruning) are done:
     unchanged over 0.2 s (at most 5 s)."""
-    last = _counters(mariadb)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        now = _counters(mariadb)
-        if now == last:
-            return now
-        last = now
-    raise AssertionError(f"the database never went quiet: {last}")
+    seen: list[dict[str, int]] = []
+
+    def unchanged() -> dict[str, int] | None:
+        seen.append(_counters(mariadb))
+        return seen[-1] if len(seen) > 1 and seen[-1] == seen[-2] else None
+
+    return eventually(unchanged, what="MariaDB's counters to stay still", within=5, every=0.2)
