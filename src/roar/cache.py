@@ -289,9 +289,8 @@ class AgentsCache:
         write through this worker since): a guess for a write to check against the database
         (roar.db.agents.update_agent), never an answer."""
         found = self._snapshot.find(agent_id)
-        held = found[1] if found is not None else None
-        written = self._written.get(agent_id)
-        return held if written is None or (held is not None and held > written) else written
+        known = (found[1] if found is not None else None, self._written.get(agent_id))
+        return max((v for v in known if v is not None), default=None)  # versions only grow
 
     async def get(self) -> AgentsSnapshot:
         """The snapshot, with every write this server has answered applied."""
