@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args
 from urllib.parse import quote
 
-import platformdirs
 from pydantic import (
     AliasChoices,
     Field,
@@ -104,7 +103,7 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     database_url_file: Path | None = None
     #: Directory of the embedded SQLite database (default: the per-user data directory).
-    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("roar")))
+    data_dir: Path | None = None
     #: Connections kept per worker process.
     db_pool_size: int = Field(10, ge=1, le=100)
     #: Seconds a database connect or readiness check may take before it counts as down.
@@ -240,7 +239,11 @@ class Settings(BaseSettings):
             user = quote(self.mysql_user or "admin", safe="")
             password = quote(self.mysql_password.get_secret_value(), safe="")
             return f"mysql+aiomysql://{user}:{password}@{host}:{port}/{database}?charset=utf8mb4"
-        return f"sqlite+aiosqlite:///{self.data_dir / 'roar.db'}"
+        # platformdirs is imported only where the embedded database is used.
+        import platformdirs
+
+        data_dir = self.data_dir or Path(platformdirs.user_data_dir("roar"))
+        return f"sqlite+aiosqlite:///{data_dir / 'roar.db'}"
 
     @property
     def database_name(self) -> str:

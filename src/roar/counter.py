@@ -10,7 +10,6 @@ and a read is one copy of a few bytes. Standard library only: the supervisor imp
 
 from __future__ import annotations
 
-import ctypes
 from typing import Any, Protocol
 
 __all__ = ["LocalWriteCounter", "SharedWriteCounter", "WriteCounter", "shared_slots"]
@@ -41,8 +40,9 @@ class LocalWriteCounter:
 
 def shared_slots(ctx: Any, workers: int) -> Any:
     """Shared memory for ``workers`` slots, from a multiprocessing context; pass it to each
-    worker process with its slot number."""
-    return ctx.RawArray(ctypes.c_uint64, workers)
+    worker process with its slot number. By type code ("Q": unsigned 64 bits), so that a
+    one-worker server does not import ctypes for it."""
+    return ctx.RawArray("Q", workers)
 
 
 class SharedWriteCounter:
