@@ -258,9 +258,6 @@ class AgentsCache:
         #: The newest log entry applied, and seqs below it not committed when last asked.
         self._seen: changes.Entry | None = None
         self._gaps: dict[int, float] = {}
-        #: Per agent, the row version a write through this worker stored since the last sync:
-        #: a fresher guess for its next write than the snapshot's (``version_hint``).
-        self._written: dict[int, int] = {}
         #: The deadlines of reads waiting for a sync (``_bounded``), which progress moves on.
         self._waiting: set[asyncio.Timeout] = set()
         self._next_prune = 0.0
@@ -287,11 +284,11 @@ class AgentsCache:
         )
 
     def version_hint(self, agent_id: int) -> int | None:
-        """The agent's row version as this worker last saw it (the snapshot, however old, or a
-        write through this worker since): a guess for a write to check against the database
-        (roar.db.agents.update_agent), never an answer."""
+        """The agent's row version as this server last saw it (this worker's snapshot, however
+        old, or a write through any worker since: the counter's board): a guess for a write to
+        check against the database (roar.db.agents.update_agent), never an answer."""
         found = self._snapshot.find(agent_id)
-        known = (found[1] if found is not None else None, self._written.get(agent_id))
+        known = (found[1] if found is not None else None, self._counter.board.version(agent_id))
         return max((v for v in known if v is not None), default=None)  # versions only grow
 
     async def get(self) -> AgentsSnapshot:
@@ -340,9 +337,9 @@ class AgentsCache:
     def invalidate(self, stored: tuple[int, int] | None = None) -> None:
         """Record a committed write: every worker of this server applies it before its next read.
         Call after the commit and before answering; ``stored``: the agent's id and the row
-        version the write stored, when known (the guess for this worker's next write to it)."""
+        version the write stored, when known (the guess for the server's next write to it)."""
         if stored is not None:
-            self._written[stored[0]] = stored[1]
+            self._counter.board.note(*stored)
         self._counter.bump()
 
     async def watch_forever(self) -> None:
@@ -409,11 +406,6 @@ class AgentsCache:
             raise
         self._confirm(started, wall)
         self._synced_at = token
-        self._written = {  # keep only writes the snapshot does not hold yet (made meanwhile)
-            i: v
-            for i, v in self._written.items()
-            if (found := self._snapshot.find(i)) is not None and found[1] < v
-        }
         self.stats.syncs += 1
         self.stats.last_sync_seconds = time.monotonic() - started
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import multiprocessing
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from roar.cache import AgentsCache
+from roar.counter import SharedWriteCounter, shared_slots
 from roar.db import agents as crud
 from roar.db.engine import Database, create_engine
 from support.mariadb import MariaDB
@@ -132,6 +135,40 @@ def test_an_update_with_a_stale_hint_still_answers_the_stored_row(
 
     sent, stored = _statements(url, _update(agent_id))  # nothing known: update, then read
     assert sent == 2
+    assert (stored["ADVTECH"], stored["row_version"]) == _stored(mariadb, agent_id)
+
+
+def test_a_put_guesses_from_a_write_through_another_worker(url: str, mariadb: MariaDB) -> None:
+    """Worker b has not synced since worker a's write, so its snapshot holds the version before
+    it; the server's version board (roar.counter) holds the one a's write stored, and b's PUT is
+    one statement, not three."""
+    mariadb.query("INSERT INTO agents (NAME, SPECIES, SRVSTART) VALUES ('Two', 'x', '2000-01-01')")
+    agent_id = int(mariadb.query("SELECT MAX(id) FROM agents")[0][0])
+    slots = shared_slots(multiprocessing.get_context("fork"), 2)
+
+    async def two_workers() -> tuple[AgentsCache, ...]:
+        """Two workers' snapshots, read once; no sync after (their engine is gone)."""
+        engine = create_engine(url)
+        try:
+            workers = tuple(
+                AgentsCache(engine, ttl=3600, counter=SharedWriteCounter(slots, i)) for i in (0, 1)
+            )
+            for worker in workers:
+                await worker.get()
+            return workers
+        finally:
+            await engine.dispose()
+
+    a, b = asyncio.run(two_workers())
+    version = int(_stored(mariadb, agent_id)[1])
+    assert b.version_hint(agent_id) == version
+
+    sent, stored = _statements(url, _update(agent_id, hint=a.version_hint(agent_id)))
+    assert (sent, stored["row_version"]) == (1, version + 1)
+    a.invalidate((agent_id, stored["row_version"]))  # as the route does once it has the answer
+
+    sent, stored = _statements(url, _update(agent_id, hint=b.version_hint(agent_id)))
+    assert (sent, stored["row_version"]) == (1, version + 2)
     assert (stored["ADVTECH"], stored["row_version"]) == _stored(mariadb, agent_id)
 
 

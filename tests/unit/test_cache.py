@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from roar import cache as cache_module
 from roar.cache import AgentsCache, legacy_json
-from roar.counter import LocalWriteCounter, SharedWriteCounter, shared_slots
+from roar.counter import BOARD_ENTRIES, LocalWriteCounter, SharedWriteCounter, shared_slots
 from roar.db import agents as crud
 from roar.db import changes, migrate
 from roar.db.engine import DatabaseTimeout, create_engine
@@ -218,6 +218,28 @@ def test_shared_counter_moves_for_every_worker() -> None:
     workers[2].bump()
     assert workers[0].value() != seen
     assert workers[0].value() == workers[1].value() == workers[2].value()
+
+
+def _note_in_worker(slots: Any, agent_id: int, version: int) -> None:
+    SharedWriteCounter(slots, 1).board.note(agent_id, version)
+
+
+def test_the_version_board_is_shared_by_forked_workers() -> None:
+    """What one worker process's write stored is the other's guess; agents that share an entry
+    take it over from each other, and none is mistaken for another."""
+    ctx = multiprocessing.get_context("fork")
+    slots = shared_slots(ctx, 2)
+    here = SharedWriteCounter(slots, 0)
+    seen = here.value()
+    for agent_id, version in ((42, 7), (43, 2), (42 + BOARD_ENTRIES, 3)):
+        worker = ctx.Process(target=_note_in_worker, args=(slots, agent_id, version))
+        worker.start()
+        worker.join(10)
+        assert worker.exitcode == 0
+    assert here.board.version(43) == 2
+    assert here.board.version(42 + BOARD_ENTRIES) == 3
+    assert here.board.version(42) is None  # its entry went to the later agent
+    assert here.value() == seen  # notes are not writes to sync for: the bump is
 
 
 def test_legacy_json_orders_keys_and_drops_nulls() -> None:
