@@ -272,6 +272,32 @@ def median(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
+def _python_library() -> str | None:
+    """The shared library of this interpreter (the server's too), if it has one."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        if "/libpython" in line:
+            return line.split()[-1]
+    return None
+
+
+def sharing_python(server: list[int]) -> list[int]:
+    """Processes besides this one and the ``server``'s that map the Python library: PSS divides
+    those pages among them, so while any runs the server's memory reads low (processes a test
+    or a script left behind once took 10 MB off these figures)."""
+    library = _python_library()
+    if library is None:
+        return []
+    others = []
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        pid = int(maps.parent.name)
+        if pid == os.getpid() or pid in server:
+            continue
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+            if library in maps.read_text():
+                others.append(pid)
+    return others
+
+
 def memory_under_load(
     env: dict[str, str], tmp: Path, workers: int, duration: int
 ) -> dict[str, float]:
@@ -283,6 +309,7 @@ def memory_under_load(
         pid = server.proc.pid
         time.sleep(2)
         idle = pss_mb(pid)
+        others = sharing_python(server_pids(pid))
         peak = idle
         for path in ("/api/v1/agents", "/roar/api/v1/registry"):
             thread = threading.Thread(
@@ -294,7 +321,12 @@ def memory_under_load(
             while thread.is_alive():
                 thread.join(0.5)
                 peak = max(peak, pss_mb(pid))
-        return {"idle_mb": idle, "load_mb": peak, "processes": len(server_pids(pid))}
+        return {
+            "idle_mb": idle,
+            "load_mb": peak,
+            "processes": len(server_pids(pid)),
+            "others": len(others),
+        }
     finally:
         server.stop()
 
@@ -580,6 +612,13 @@ def report(args: argparse.Namespace, run: Run, before: Run | None) -> str:
                 f"| {_workers(workers)} | {m['processes']:.0f} "
                 f"| {m['idle_mb']:.0f} | {m['load_mb']:.0f} | {old} |"
             )
+        others = max(m.get("others", 0) for m in mem.values())
+        lines += [
+            "",
+            f"Other processes that mapped the Python library while this was measured: {others:.0f}"
+            " (besides this benchmark's own; PSS divides shared pages among the processes that "
+            "map them, so any would make these figures read low).",
+        ]
     if cold:
         b_cold = (before or {}).get("cold", {})
         lines += [

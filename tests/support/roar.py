@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -112,6 +113,9 @@ class RoarServer:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            # A process group of its own: stop() can end the workers too, should the
+            # supervisor die first (a worker left running skews every later measurement).
+            start_new_session=True,
         )
         proc = self.proc
 
@@ -153,5 +157,7 @@ class RoarServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             code = self.proc.wait()
+        with contextlib.suppress(ProcessLookupError):  # the group is gone: nothing outlived it
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self._log.close()
         return code
