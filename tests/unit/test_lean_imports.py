@@ -19,7 +19,7 @@ from pathlib import Path
 
 from support.net import free_port
 
-#: Packages a server process must not import, by their top-level names.
+#: Modules a server process must not import (each with its submodules).
 UNWANTED = ("sqlalchemy.orm", "pydantic.v1", "websockets", "watchfiles", "wsproto", "platformdirs")
 #: ... and with one worker (the shared write counter is the supervisor's).
 ONE_WORKER_UNWANTED = (*UNWANTED, "ctypes")
