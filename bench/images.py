@@ -27,7 +27,8 @@ from report import markers, write_section  # bench/ is on sys.path when run as a
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from images.helpers import BUILDS, DB, WEB_V1, build_images, free_port  # noqa: E402
+from images.helpers import BUILDS, DB, WEB_V1, build_images  # noqa: E402
+from support.net import free_port  # noqa: E402
 
 START, END = markers("images")
 CACHE = Path(os.environ.get("ROAR_CACHE_DIR", "/var/cache/roar"))
