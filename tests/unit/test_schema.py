@@ -73,9 +73,23 @@ def _triggers_and_indexes(path: Path) -> list[tuple[str, str, str]]:
         ).fetchall()
 
 
-def test_the_migrations_and_the_schema_definition_build_the_same_triggers(tmp_path: Path) -> None:
+def _tables(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as db:
+        return db.execute(
+            "SELECT name, sql FROM sqlite_master "
+            "WHERE type = 'table' AND name != 'alembic_version' ORDER BY name"
+        ).fetchall()
+
+
+def test_the_migrations_and_the_schema_definition_build_the_same_tables_and_triggers(
+    tmp_path: Path,
+) -> None:
     _migrated_sqlite(tmp_path / "migrated.db")
     metadata.create_all(create_engine(f"sqlite:///{tmp_path / 'created.db'}"))
+    # The change log's AUTOINCREMENT included (so a pruned seq is never handed out again).
+    tables = _tables(tmp_path / "migrated.db")
+    assert tables == _tables(tmp_path / "created.db")
+    assert "seq INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT" in dict(tables)["agent_changes"]
     migrated = _triggers_and_indexes(tmp_path / "migrated.db")
     assert migrated == _triggers_and_indexes(tmp_path / "created.db")
     assert [name for kind, name, _ in migrated if kind == "trigger"] == [

@@ -24,6 +24,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql.compiler import DDLCompiler, SQLCompiler
@@ -105,12 +106,23 @@ agent_changes = Table(
         nullable=False,
         server_default=_PreciseNow(),
     ),
-    # AUTOINCREMENT: SQLite never hands out a pruned seq again.
-    sqlite_autoincrement=True,
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_unicode_ci",
 )
+
+
+@event.listens_for(agent_changes, "before_create")
+def _autoincrement_on_sqlite(table: Table, connection: Connection, **kw: object) -> None:
+    """AUTOINCREMENT on SQLite, so that it never hands out a pruned ``seq`` again.
+
+    Set as SQLite creates the table rather than as ``Table(sqlite_autoincrement=True)``: naming a
+    dialect's option loads that dialect with all its drivers, in MariaDB servers too (0.7 MB of
+    each process; tests/unit/test_lean_imports.py). The migration names it as it is.
+    """
+    if connection.dialect.name == "sqlite":
+        table.dialect_kwargs["sqlite_autoincrement"] = True
+
 
 #: What each trigger logs: the agent inserted, updated (both ids if the id itself changed; UNION
 #: keeps one when they are equal) or deleted.
