@@ -7,13 +7,16 @@ worker's memory (docs/benchmarks.md):
   WebSocket and file-watching libraries that uvicorn imports when they are there (together about
   2.8 MB and 25 ms);
 - ctypes with one worker; platformdirs, and SQLite's dialect and drivers (0.7 MB), where the
-  database is not the embedded one.
+  database is not the embedded one;
+- Alembic, with which `roar serve` migrates the embedded database in a short-lived child
+  (10 MB of the one command's server).
 
 Each case runs in a new interpreter, since this one has imported these packages already."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +127,26 @@ print("roar.api.app" in sys.modules, "aiomysql" in sys.modules)"""
         env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
     )
     assert out == ["True True", "[]"]
+
+
+def test_the_one_command_migrates_in_a_child_and_serves_without_alembic(tmp_path: Path) -> None:
+    """`roar serve` on the embedded database: the database is migrated and seeded before the
+    server starts, and the process that goes on to serve has never imported Alembic."""
+    out = _python(
+        """
+import sys
+from roar import cli, server
+
+def serve(settings, overrides):
+    print(sorted(m for m in sys.modules if m == "alembic" or m.startswith("alembic.")))
+    return 0
+
+server.serve = serve  # stands in for the server, which would run until stopped
+cli.cli(["serve", "--port", "0"])""",
+        env={"ROAR_DATA_DIR": str(tmp_path), "ROAR_LOG_LEVEL": "WARNING"},
+    )
+    assert out == ["[]"]
+    with sqlite3.connect(tmp_path / "roar.db") as db:
+        (agents,) = db.execute("SELECT COUNT(*) FROM agents").fetchone()
+        (revision,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert agents == 5 and revision
