@@ -7,7 +7,7 @@ worker's memory (docs/benchmarks.md):
   WebSocket and file-watching libraries that uvicorn imports when they are there (together about
   2.8 MB and 25 ms);
 - ctypes with one worker; platformdirs, and SQLite's dialect and drivers (0.7 MB), where the
-  database is not the embedded one;
+  database is not the embedded one; MySQL's dialect and drivers (1.1 MB) where it is;
 - Alembic, with which `roar serve` migrates the embedded database in a short-lived child
   (10 MB of the one command's server).
 
@@ -27,8 +27,9 @@ from support.net import free_port
 UNWANTED = ("sqlalchemy.orm", "pydantic.v1", "websockets", "watchfiles", "wsproto", "platformdirs")
 #: ... and with one worker (the shared write counter is the supervisor's).
 ONE_WORKER_UNWANTED = (*UNWANTED, "ctypes")
-#: ... and on MariaDB, the embedded database's dialect and drivers.
+#: ... and on MariaDB, the embedded database's dialect and drivers; on that, MariaDB's.
 MARIADB_UNWANTED = (*UNWANTED, "sqlalchemy.dialects.sqlite", "aiosqlite", "sqlite3")
+EMBEDDED_UNWANTED = (*ONE_WORKER_UNWANTED, "sqlalchemy.dialects.mysql", "aiomysql", "pymysql")
 
 
 def _python(code: str, env: dict[str, str] | None = None) -> list[str]:
@@ -109,7 +110,7 @@ async def main():
     await task
 
 asyncio.run(main())"""
-        + _loaded(ONE_WORKER_UNWANTED)
+        + _loaded(EMBEDDED_UNWANTED)
     )
     assert out == ["422 ['name', 'species', 'service_start']", "[]"]
 

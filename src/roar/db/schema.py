@@ -23,12 +23,12 @@ from sqlalchemy import (
     Table,
     event,
 )
-from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql.compiler import DDLCompiler, SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
     "AGENT_COLUMNS",
@@ -57,9 +57,6 @@ agents = Table(
     # ROAR's own: bumped on every update, the ETag of the modern API.
     Column("row_version", Integer, nullable=False, server_default="1"),
     CheckConstraint("SRVLAST IS NULL OR SRVLAST >= SRVSTART", name="ck_agents_srvlast"),
-    mysql_engine="InnoDB",
-    mysql_charset="utf8mb4",
-    mysql_collate="utf8mb4_unicode_ci",
 )
 
 #: The legacy v2 search looks agents up by species, in any case: MariaDB's column collation
@@ -85,6 +82,21 @@ def _precise_now(element: _PreciseNow, compiler: SQLCompiler, **kw: object) -> s
     return "CURRENT_TIMESTAMP(6)"
 
 
+class _Microseconds(TypeDecorator[dt.datetime]):
+    """A date and time to the microsecond: DATETIME(6) on MariaDB, SQLite's own elsewhere. The
+    MySQL type is looked up only for MySQL, which loads its dialect (see ``_TABLE_OPTIONS``)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mysql":
+            from sqlalchemy.dialects.mysql import DATETIME
+
+            return dialect.type_descriptor(DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+
 #: The change log: one row per agent inserted, updated or deleted, written by the database's own
 #: triggers (below), so rows changed with plain SQL are logged too. Each worker's snapshot asks
 #: for ``seq`` above the last it applied and re-reads only those agents (roar.cache); ROAR prunes
@@ -102,26 +114,36 @@ agent_changes = Table(
     Column("agent_id", Integer, nullable=False),
     Column(
         "changed_at",
-        DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql"),
+        _Microseconds(),
         nullable=False,
         server_default=_PreciseNow(),
     ),
-    mysql_engine="InnoDB",
-    mysql_charset="utf8mb4",
-    mysql_collate="utf8mb4_unicode_ci",
 )
 
+#: Each dialect's table options, given as that dialect creates the tables rather than as
+#: ``Table(mysql_engine=...)``: naming a dialect's option loads that dialect with all its
+#: drivers, so every server would carry both (SQLite's 0.7 MB on MariaDB, MySQL's 1.1 MB on the
+#: embedded database; tests/unit/test_lean_imports.py). The migrations name them as they are.
+_TABLE_OPTIONS: Final[dict[str, dict[str, dict[str, object]]]] = {
+    "mysql": {
+        table: {
+            "mysql_engine": "InnoDB",
+            "mysql_charset": "utf8mb4",
+            "mysql_collate": "utf8mb4_unicode_ci",
+        }
+        for table in ("agents", "agent_changes")
+    },
+    # AUTOINCREMENT: SQLite never hands out a pruned seq again.
+    "sqlite": {"agent_changes": {"sqlite_autoincrement": True}},
+}
 
-@event.listens_for(agent_changes, "before_create")
-def _autoincrement_on_sqlite(table: Table, connection: Connection, **kw: object) -> None:
-    """AUTOINCREMENT on SQLite, so that it never hands out a pruned ``seq`` again.
 
-    Set as SQLite creates the table rather than as ``Table(sqlite_autoincrement=True)``: naming a
-    dialect's option loads that dialect with all its drivers, in MariaDB servers too (0.7 MB of
-    each process; tests/unit/test_lean_imports.py). The migration names it as it is.
-    """
-    if connection.dialect.name == "sqlite":
-        table.dialect_kwargs["sqlite_autoincrement"] = True
+def _dialect_options(table: Table, connection: Connection, **kw: object) -> None:
+    table.dialect_kwargs.update(_TABLE_OPTIONS.get(connection.dialect.name, {}).get(table.name, {}))
+
+
+for _table in (agents, agent_changes):
+    event.listen(_table, "before_create", _dialect_options)
 
 
 #: What each trigger logs: the agent inserted, updated (both ids if the id itself changed; UNION
