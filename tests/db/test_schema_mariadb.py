@@ -5,6 +5,7 @@ column for column, trigger for trigger; in both, changes made with plain SQL are
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 
 import pymysql
 from alembic.autogenerate import compare_metadata
@@ -140,3 +141,32 @@ def test_the_species_search_is_served_by_the_index(mariadb: MariaDB) -> None:
     assert names == ["Road Runner"]
     plan = mariadb.query(f"EXPLAIN {statement}", *params)
     assert [(row[2], row[5]) for row in plan] == [("agents", "ix_agents_species")]
+
+
+def test_the_schema_definition_creates_the_migrated_tables_on_mariadb(mariadb: MariaDB) -> None:
+    """`metadata.create_all` on MariaDB gives the tables their engine, character set and
+    collation, and the change log its DATETIME(6), as the migrations do, even in a database
+    whose own defaults differ: the options are given as MariaDB creates the tables."""
+    mariadb.reset_database()
+    migrate({"ROAR_DATABASE_URL": mariadb.url})
+    mariadb.root_sql(
+        "DROP DATABASE IF EXISTS created; CREATE DATABASE created CHARACTER SET latin1;"
+        f"GRANT ALL ON created.* TO '{mariadb.user}'@'%';"
+    )
+    created = replace(mariadb, database="created", proc=None)
+    engine = create_engine(created.url.replace("mysql://", "mysql+pymysql://"))
+    metadata.create_all(engine)
+    engine.dispose()
+    tables = (
+        "SELECT table_name, engine, table_collation FROM information_schema.tables "
+        "WHERE table_schema=%s AND table_name IN ('agents', 'agent_changes')"
+    )
+    created_tables = sorted(mariadb.query(tables, "created"))
+    assert created_tables == sorted(mariadb.query(tables, mariadb.database))
+    assert created_tables == [
+        ("agent_changes", "InnoDB", "utf8mb4_unicode_ci"),
+        ("agents", "InnoDB", "utf8mb4_unicode_ci"),
+    ]
+    columns = _describe(mariadb, "created")[0]
+    assert columns == _describe(mariadb, mariadb.database)[0]
+    assert ("agent_changes", "changed_at", "datetime(6)") in [c[:3] for c in columns]
