@@ -78,7 +78,7 @@ def serve(
     )
     configure_logging(fmt=settings.log_format.value, level=settings.log_level)
     if migrate if migrate is not None else settings.is_embedded:
-        _prepare_in_child(overrides)
+        _prepare_in_child(settings)
     log = logging.getLogger("roar")
     if settings.token is None:
         log.warning(
@@ -97,24 +97,24 @@ def serve(
     sys.exit(server.serve(settings, overrides))
 
 
-def _prepare_in_child(overrides: dict[str, Any]) -> None:
+def _prepare_in_child(settings: Settings) -> None:
     """Migrate and seed in a short-lived process, so that the server does not keep Alembic in
     memory for its whole life: 10 MB of a one-worker server on the embedded database (the
     README's one command), and SQLAlchemy too (35 MB) in a worker supervisor. Forked: the
     child starts at once with what this process has imported."""
     import multiprocessing
 
-    child = multiprocessing.get_context("fork").Process(target=_prepare_main, args=(overrides,))
+    child = multiprocessing.get_context("fork").Process(target=_prepare_main, args=(settings,))
     child.start()
     child.join()
     if child.exitcode != 0:
         sys.exit(1)  # the child printed the one-line error
 
 
-def _prepare_main(overrides: dict[str, Any]) -> None:
+def _prepare_main(settings: Settings) -> None:
     from roar.logs import configure_logging
 
-    settings = Settings(**overrides)
+    # A handler of its own: the inherited one's buffer holds the parent's lines, not the child's.
     configure_logging(fmt=settings.log_format.value, level=settings.log_level)
     try:
         _run(_prepare, settings)

@@ -5,7 +5,6 @@ column for column, trigger for trigger; in both, changes made with plain SQL are
 from __future__ import annotations
 
 import subprocess
-from dataclasses import replace
 
 import pymysql
 from alembic.autogenerate import compare_metadata
@@ -149,11 +148,7 @@ def test_the_schema_definition_creates_the_migrated_tables_on_mariadb(mariadb: M
     whose own defaults differ: the options are given as MariaDB creates the tables."""
     mariadb.reset_database()
     migrate({"ROAR_DATABASE_URL": mariadb.url})
-    mariadb.root_sql(
-        "DROP DATABASE IF EXISTS created; CREATE DATABASE created CHARACTER SET latin1;"
-        f"GRANT ALL ON created.* TO '{mariadb.user}'@'%';"
-    )
-    created = replace(mariadb, database="created", proc=None)
+    created = mariadb.own_database("created", defaults="CHARACTER SET latin1")
     engine = create_engine(created.url.replace("mysql://", "mysql+pymysql://"))
     metadata.create_all(engine)
     engine.dispose()

@@ -164,13 +164,16 @@ class MariaDB:
             f"CREATE DATABASE {self.database} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
         )
 
-    def own_database(self, name: str) -> MariaDB:
-        """A fresh, empty database ``name`` on this server, open to ROAR's user, as a MariaDB
-        whose ``url`` and ``query`` use it: for a module that must not share ``registry``.
-        The returned object does not own the server process (its ``stop()`` does nothing)."""
+    def own_database(
+        self, name: str, defaults: str = "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    ) -> MariaDB:
+        """A fresh, empty database ``name`` on this server (with the character set and
+        collation ``defaults`` give its tables), open to ROAR's user, as a MariaDB whose ``url``
+        and ``query`` use it: for a module that must not share ``registry``. The returned
+        object does not own the server process (its ``stop()`` does nothing)."""
         self.root_sql(
             f"DROP DATABASE IF EXISTS {name};"
-            f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
+            f"CREATE DATABASE {name} {defaults};"
             f"GRANT ALL ON {name}.* TO '{self.user}'@'%';"
         )
         return replace(self, database=name, proc=None)

@@ -27,8 +27,9 @@ from support.net import free_port
 UNWANTED = ("sqlalchemy.orm", "pydantic.v1", "websockets", "watchfiles", "wsproto", "platformdirs")
 #: ... and with one worker (the shared write counter is the supervisor's).
 ONE_WORKER_UNWANTED = (*UNWANTED, "ctypes")
-#: ... and on MariaDB, the embedded database's dialect and drivers; on that, MariaDB's.
+#: ... and on MariaDB, the embedded database's dialect and drivers.
 MARIADB_UNWANTED = (*UNWANTED, "sqlalchemy.dialects.sqlite", "aiosqlite", "sqlite3")
+#: ... and on the embedded database (one worker), MariaDB's.
 EMBEDDED_UNWANTED = (*ONE_WORKER_UNWANTED, "sqlalchemy.dialects.mysql", "aiomysql", "pymysql")
 
 

@@ -94,7 +94,7 @@ class _Microseconds(TypeDecorator[dt.datetime]):
             from sqlalchemy.dialects.mysql import DATETIME
 
             return dialect.type_descriptor(DATETIME(fsp=6))
-        return dialect.type_descriptor(DateTime())
+        return super().load_dialect_impl(dialect)
 
 
 #: The change log: one row per agent inserted, updated or deleted, written by the database's own
