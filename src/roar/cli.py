@@ -114,7 +114,7 @@ def _prepare_in_child(settings: Settings) -> None:
 def _prepare_main(settings: Settings) -> None:
     from roar.logs import configure_logging
 
-    # A handler of its own: the inherited one's buffer holds the parent's lines, not the child's.
+    # A handler of its own: the inherited one's buffer may hold the parent's lines.
     configure_logging(fmt=settings.log_format.value, level=settings.log_level)
     try:
         _run(_prepare, settings)
