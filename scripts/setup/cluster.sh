@@ -15,8 +15,10 @@ source "$root/scripts/setup/apt.sh"
 # ca-certificates: the module proxy. The real node (docs/cluster.md): containerd (with ctr), runc,
 # the CNI plugins, iptables and iproute2; podman (scripts/setup/containers.sh) builds its images.
 # git: `git http-backend` serves the GitOps loop's repository (tests/support/gitserver.py).
+# conntrack: the request loops forget the NodePort attempts made while it had no endpoints
+# (tests/cluster/nodekit.py, forget_untranslated_syns).
 apt_install openssl util-linux python3 ca-certificates containerd runc \
-  containernetworking-plugins iptables iproute2 git
+  containernetworking-plugins iptables iproute2 git conntrack
 
 # The machine's Go (go1.26 in /usr/local/go); tools/cluster/k8s/go.mod needs go >= 1.26.
 export PATH="$PATH:/usr/local/go/bin"

@@ -19,6 +19,7 @@ from nodekit import (
     BASE,
     WEB,
     WOODY,
+    BackendWatch,
     agent_names,
     answers,
     assert_on_real_node_and_ready,
@@ -209,6 +210,8 @@ def test_rolling_update_under_load_loses_no_request(kube_cluster: KubeCluster, d
     # (a busy 2-core machine) leaves the Service without endpoints, whatever the rollout does.
     kube_cluster.kubectl("scale", "-n", NS, "deployment/roar-web", "--replicas=3")
     wait_rollout(kube_cluster, NS, "deployment/roar-web")
+    watch = BackendWatch(NS, "roar-web")
+    watch.start()
     kube_cluster.kubectl("set", "env", "-n", NS, "deployment/roar-web", "-c", "web",
                          "ROAR_FLAVOR=v2")  # fmt: skip
 
@@ -225,12 +228,17 @@ def test_rolling_update_under_load_loses_no_request(kube_cluster: KubeCluster, d
     result = request_loop(url, until=rolled_out, max_requests=6000, max_seconds=240)
     # Then until only v2 answers (kube-proxy drops the old pods' endpoints a moment after).
     tail = request_loop(url, until=lambda: serves_only(url, "00.02.00"), max_seconds=60)
+    closed = watch.stop()
     print(
         f"{result.total} requests in the rollout: {result.statuses} {result.versions}; "
-        f"connections refused once, then answered: {len(result.retried)}"
+        f"earlier unanswered attempts forgotten first: {result.forgotten}\n{watch.report()}"
     )
     assert rolled_out(), "the rollout did not finish within the loop's bound"
-    assert result.errors == [] and tail.errors == []
+    # The drain: each old pod closed its listener only after kube-proxy stopped sending to it.
+    assert len(closed) == 3, watch.report()
+    assert all(b.out_of_rules is not None and b.out_of_rules < b.closed
+               for b in closed.values()), watch.report()  # fmt: skip
+    assert result.errors == [] and tail.errors == [], watch.report()
     assert set(result.statuses) == {200} and set(tail.statuses) == {200}
     assert result.versions["00.01.00"] > 0 and result.versions["00.02.00"] > 0
     assert serves_only(url, "00.02.00")
