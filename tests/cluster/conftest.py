@@ -32,7 +32,7 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
         )
     bin_dir = Path(build.stdout.strip().splitlines()[-1])
     state = tmp_path_factory.mktemp("kube-cluster")
-    before = HostState.read()
+    before = HostState.read(state)
     # One real node per machine: parallel development sessions set ROAR_TEST_REAL_NODES=0 and
     # deselect the real_node tests (CI always runs with the node).
     real_nodes = os.environ.get("ROAR_TEST_REAL_NODES", "1")
@@ -50,7 +50,8 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
                               text=True)  # fmt: skip
         # The machine as the cluster found it: a failure here is reported as this fixture's error.
         assert down.returncode == 0, f"tools/cluster/down failed:\n{down.stderr[-4000:]}"
-        assert HostState.read() == before, HostState.diff(before, HostState.read())
+        after = HostState.read(state)
+        assert after == before, HostState.diff(before, after)
 
 
 @pytest.fixture

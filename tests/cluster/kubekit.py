@@ -110,7 +110,9 @@ def apply(cluster: KubeCluster, namespace: str, *objects: dict[str, Any]) -> Non
 class HostState:
     """What a real node touches on the machine, read from the kernel: the sysctls kubelet and
     kube-proxy set, iptables chains of the node's prefixes, links, routes of the test block,
-    network namespaces, mounts and cgroups of the node, and its processes."""
+    network namespaces, mounts and cgroups of the node, and its processes (those whose command
+    line names the cluster's directory: other tiers' container engines, such as the images
+    tier's containerd, come and go on their own while the cluster runs)."""
 
     sysctls: tuple[tuple[str, str], ...]
     chains: tuple[str, ...]
@@ -122,7 +124,7 @@ class HostState:
     processes: tuple[str, ...]
 
     @classmethod
-    def read(cls) -> HostState:
+    def read(cls, cluster_dir: Path) -> HostState:
         def out(*argv: str) -> str:
             return subprocess.run(argv, capture_output=True, text=True).stdout
 
@@ -140,12 +142,11 @@ class HostState:
         procs = []
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:
-                argv0 = cmdline.read_bytes().split(b"\0")[0].decode(errors="replace")
+                argv = cmdline.read_bytes().decode(errors="replace").split("\0")
             except OSError:
                 continue
-            if argv0.rsplit("/", 1)[-1] in ("kubelet", "kube-proxy", "coredns", "containerd",
-                                             "containerd-shim-runc-v2"):  # fmt: skip
-                procs.append(argv0)
+            if str(cluster_dir) in " ".join(argv):
+                procs.append(argv[0])
         netns = Path("/var/run/netns")
         return cls(
             sysctls=tuple(

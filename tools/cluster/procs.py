@@ -29,12 +29,12 @@ def spawn(
             start_new_session=True, cwd=state, env=env, pass_fds=pass_fds,
         )  # fmt: skip
     (state / "pids").mkdir(exist_ok=True)
-    stat = proc_stat(proc.pid)
+    stat = _proc_stat(proc.pid)
     (state / "pids" / name).write_text(f"{proc.pid} {stat[1] if stat else 0}\n")
     return proc.pid
 
 
-def proc_stat(pid: int) -> tuple[str, int] | None:
+def _proc_stat(pid: int) -> tuple[str, int] | None:
     """(state, start time) from /proc/<pid>/stat, or None when there is no such process."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -48,7 +48,7 @@ def alive(pid: int, started: int) -> bool:
     process that got the same pid, so `down` never signals anything else."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-    stat = proc_stat(pid)
+    stat = _proc_stat(pid)
     return stat is not None and stat[0] != "Z" and stat[1] == started
 
 
@@ -134,30 +134,5 @@ def stop(state: Path, names: Iterable[str], *, log: Callable[[str], None]) -> No
                 time.sleep(0.1)
             if alive(pid, started):
                 os.kill(pid, signal.SIGKILL)
-            wait_gone({pid: started})
             log(f"stopped {name} (pid {pid})")
         (state / "pids" / name).unlink(missing_ok=True)
-
-
-def wait_gone(pids: dict[int, int], timeout: float = 15) -> None:
-    """Wait (bounded) until these processes ({pid: start time}) are gone from /proc, or are
-    zombies (no command line): what the tests' look at the machine after `down` counts. A
-    signal only starts an exit; on a loaded machine that look still found containerd and a
-    shim right after `down` (the shims were not waited for at all)."""
-    deadline = time.monotonic() + timeout
-    while any(_lingers(pid, started) for pid, started in pids.items()):
-        if time.monotonic() > deadline:
-            return
-        time.sleep(0.1)
-
-
-def _lingers(pid: int, started: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    stat = proc_stat(pid)
-    if stat is None or stat[1] != started:
-        return False
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes() != b""
-    except OSError:
-        return False

@@ -630,15 +630,6 @@ def _drain(kubectl: Callable[..., str], *, log: Log, timeout: float = 60) -> Non
 def _kill_leftovers(node: Path, *, log: Log) -> None:
     """Kill what survived the kubelet: containers (their shims hold them) and their shims."""
     sock = str(node / "containerd" / "containerd.sock")
-    killed: dict[int, int] = {}
-
-    def kill(pid: int) -> None:
-        stat = procs.proc_stat(pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-            if stat is not None:
-                killed[pid] = stat[1]
-
     for pid_dir in Path("/proc").iterdir():
         if not pid_dir.name.isdigit():
             continue
@@ -647,13 +638,14 @@ def _kill_leftovers(node: Path, *, log: Log) -> None:
         except OSError:
             continue
         if cmdline and cmdline[0].endswith(b"containerd-shim-runc-v2") and sock.encode() in cmdline:
-            kill(int(pid_dir.name))
-            log(f"killed shim {pid_dir.name}")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_dir.name), signal.SIGKILL)
+                log(f"killed shim {pid_dir.name}")
     # Container processes are in the kubelet's cgroups: kill whatever is left there.
     for tasks in (Path("/sys/fs/cgroup/pids") / CGROUP_ROOT).rglob("cgroup.procs"):
         for pid in tasks.read_text().split():
-            kill(int(pid))
-    procs.wait_gone(killed)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def _unmount_under(*roots: Path) -> None:
