@@ -43,7 +43,9 @@ def test_sigterm_during_a_slow_request(backend, tmp_path, workers: int) -> None:
         while time.monotonic() < deadline:  # the listener closes after the drain period
             try:
                 httpx.get(f"{server.url}/healthz", timeout=1)
-            except (httpx.ConnectError, httpx.ReadError):  # refused, or reset as the socket closed
+            # Refused; or reset, or closed unanswered: a connection made in the instant the
+            # listener closed (seen once under load as "disconnected without a response").
+            except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
                 break
             time.sleep(0.2)
         else:
