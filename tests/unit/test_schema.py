@@ -65,19 +65,14 @@ def test_mysql_init_sql_has_the_table_and_the_seed_rows() -> None:
     assert "'Road Runner', 'bird', '1955-01-20', '1995-02-15'" in sql
 
 
-def _triggers_and_indexes(path: Path) -> list[tuple[str, str, str]]:
+def _schema(path: Path, *kinds: str) -> list[tuple[str, str, str]]:
+    """(type, name, SQL) of what SQLite keeps the SQL of, of these kinds, Alembic's own aside."""
+    placeholders = ", ".join("?" * len(kinds))
     with sqlite3.connect(path) as db:
         return db.execute(
-            "SELECT type, name, sql FROM sqlite_master "
-            "WHERE type IN ('trigger', 'index') AND sql IS NOT NULL ORDER BY name"
-        ).fetchall()
-
-
-def _tables(path: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(path) as db:
-        return db.execute(
-            "SELECT name, sql FROM sqlite_master "
-            "WHERE type = 'table' AND name != 'alembic_version' ORDER BY name"
+            f"SELECT type, name, sql FROM sqlite_master WHERE type IN ({placeholders})"
+            " AND sql IS NOT NULL AND name != 'alembic_version' ORDER BY name",
+            kinds,
         ).fetchall()
 
 
@@ -87,11 +82,12 @@ def test_the_migrations_and_the_schema_definition_build_the_same_tables_and_trig
     _migrated_sqlite(tmp_path / "migrated.db")
     metadata.create_all(create_engine(f"sqlite:///{tmp_path / 'created.db'}"))
     # The change log's AUTOINCREMENT included (so a pruned seq is never handed out again).
-    tables = _tables(tmp_path / "migrated.db")
-    assert tables == _tables(tmp_path / "created.db")
-    assert "seq INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT" in dict(tables)["agent_changes"]
-    migrated = _triggers_and_indexes(tmp_path / "migrated.db")
-    assert migrated == _triggers_and_indexes(tmp_path / "created.db")
+    tables = _schema(tmp_path / "migrated.db", "table")
+    assert tables == _schema(tmp_path / "created.db", "table")
+    sql = {name: sql for _, name, sql in tables}
+    assert "seq INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT" in sql["agent_changes"]
+    migrated = _schema(tmp_path / "migrated.db", "trigger", "index")
+    assert migrated == _schema(tmp_path / "created.db", "trigger", "index")
     assert [name for kind, name, _ in migrated if kind == "trigger"] == [
         "agents_log_delete",
         "agents_log_insert",
@@ -136,7 +132,7 @@ def test_downgrading_0002_drops_the_change_log_and_upgrading_restores_it(tmp_pat
         try:
             await migrate._run(engine, command.downgrade, "0001_create_agents")
             with sqlite3.connect(tmp_path / "r.db") as db:
-                assert _triggers_and_indexes(tmp_path / "r.db") == []
+                assert _schema(tmp_path / "r.db", "trigger", "index") == []
                 db.execute(
                     "INSERT INTO agents (NAME, SPECIES, SRVSTART) VALUES ('A', 'b', '2000-01-01')"
                 )
@@ -147,4 +143,4 @@ def test_downgrading_0002_drops_the_change_log_and_upgrading_restores_it(tmp_pat
     asyncio.run(down_and_up())
     with create_engine(url).connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
-    assert len(_triggers_and_indexes(tmp_path / "r.db")) == 4
+    assert len(_schema(tmp_path / "r.db", "trigger", "index")) == 4
