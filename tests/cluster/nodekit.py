@@ -182,7 +182,7 @@ def forget_untranslated_syns(port: int) -> int:
     same source port for a retransmission of that attempt: no DNAT, the packet reaches
     127.0.0.1:`port` where nothing listens, and the connection is refused. A request loop of
     a few hundred connections hit them (on CI, and here in 5 of 9 runs beside the other tiers,
-    in runs of two or three refusals; 0 of 4 with them deleted). kube-proxy clears such
+    in bursts of 3 to 9 refusals; 0 of 8 with them deleted). kube-proxy clears such
     entries for UDP only (kubernetes/kubernetes#48719, #101607). A loop that asserts every
     request is answered starts without them; the Service answers throughout it, so it makes
     no new ones."""
@@ -201,8 +201,7 @@ def forget_untranslated_syns(port: int) -> int:
 class Backend:
     """What a BackendWatch saw of one pod address (times from time.monotonic())."""
 
-    in_rules: float  # first seen in kube-proxy's rules for the Service
-    out_of_rules: float | None = None  # gone from them
+    out_of_rules: float | None = None  # gone from kube-proxy's rules for the Service
     stopping: float | None = None  # first 503 from /readyz: the pod got its SIGTERM
     closed: float | None = None  # first refused connection: its listener closed
 
@@ -245,8 +244,8 @@ class BackendWatch(threading.Thread):
         with httpx.Client(timeout=0.5) as client:
             while not self.done.is_set() and time.monotonic() < self.deadline:
                 now, rules = time.monotonic(), self._in_rules()
-                for ip in rules - self.backends.keys():
-                    self.backends[ip] = Backend(in_rules=now)
+                for ip in rules:
+                    self.backends.setdefault(ip, Backend())
                 for ip, b in self.backends.items():
                     if ip not in rules and b.out_of_rules is None:
                         b.out_of_rules = now
